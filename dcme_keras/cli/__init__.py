@@ -1,0 +1,1 @@
+"""The ``dcme-keras`` command: one entry point, one module per subcommand."""

@@ -1,0 +1,1 @@
+"""dcme_keras/dcme."""

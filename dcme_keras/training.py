@@ -1,0 +1,126 @@
+"""The training harness shared by the DCME and annotator trainers.
+
+It wraps ``model.fit`` with what a long run needs: resume from the last finished epoch
+(model weights *and* optimizer state, through ``keras.callbacks.BackupAndRestore``), best
+and last ``.keras`` checkpoints, CSV and TensorBoard logs, optional early stopping, and a
+``tf.distribute`` strategy chosen by name.
+
+Layout of ``model_dir``::
+
+    model_dir/
+      backup/          resume state, kept after the run so a longer rerun continues
+      best.keras       best epoch so far by the monitored metric
+      last.keras       the last finished epoch
+      history.csv      one row per epoch (appended on resume)
+      tensorboard/     TensorBoard event files
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from dcme_keras.errors import UserInputError
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def make_strategy(name: str = "default") -> tf.distribute.Strategy:
+    """A ``tf.distribute`` strategy by name.
+
+    Args:
+      name: ``default`` (one device), ``mirrored`` (all local GPUs, or all logical
+        CPUs), or ``multi_worker`` (``MultiWorkerMirroredStrategy``; each worker reads
+        its role from the ``TF_CONFIG`` environment variable, as TensorFlow documents).
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise UserInputError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def set_precision(mixed_precision: bool) -> None:
+    """Set Keras' global dtype policy: ``mixed_float16`` or ``float32``.
+
+    Call before building the model. Heads and losses of this package compute in
+    float32 either way.
+    """
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
+
+
+def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset | None, *,
+        model_dir: str | Path, epochs: int, monitor: str = "val_loss", mode: str = "min",
+        early_stopping_patience: int | None = None, steps_per_epoch: int | None = None,
+        validation_steps: int | None = None, verbose: int | str = "auto",
+        extra_callbacks: list[keras.callbacks.Callback] | None = None) -> keras.callbacks.History:
+    """Run (or resume) ``model.fit`` with checkpoints and logs in ``model_dir``.
+
+    Rerunning with the same ``model_dir`` continues from the last finished epoch with
+    the optimizer state; epochs already done are not repeated. ``epochs`` is the total.
+
+    Args:
+      model: a compiled ``keras.Model``.
+      train_ds: batched training dataset of ``(inputs, targets[, sample_weights])``.
+      val_ds: batched validation dataset, or None (then ``monitor`` falls back to
+        ``loss`` and there is no early stopping).
+      model_dir: output folder (created).
+      epochs: total number of epochs.
+      monitor: metric that picks ``best.keras`` (and early stopping), e.g. ``val_loss``.
+      mode: ``min`` or ``max`` for ``monitor``.
+      early_stopping_patience: epochs without improvement before stopping; None = off.
+      steps_per_epoch: batches per epoch; None = one pass over ``train_ds``.
+      validation_steps: batches per validation; None = one pass over ``val_ds``.
+      verbose: Keras' progress-bar setting.
+      extra_callbacks: appended to the standard ones.
+
+    Returns:
+      The History of the epochs run in this call.
+    """
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if val_ds is None:
+        monitor = "loss"
+    callbacks = [
+        # delete_checkpoint=False: a finished run can be extended by a rerun with more epochs.
+        keras.callbacks.BackupAndRestore(str(model_dir / "backup"), delete_checkpoint=False),
+        # Seeded with the best value already logged, so a resumed run does not replace
+        # best.keras by its first epoch however bad that epoch is.
+        keras.callbacks.ModelCheckpoint(
+            str(model_dir / "best.keras"), monitor=monitor, mode=mode, save_best_only=True,
+            initial_value_threshold=best_logged(model_dir / "history.csv", monitor, mode)),
+        keras.callbacks.ModelCheckpoint(str(model_dir / "last.keras")),
+        keras.callbacks.CSVLogger(str(model_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(model_dir / "tensorboard"), write_graph=False),
+    ]
+    if early_stopping_patience is not None and val_ds is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=monitor, mode=mode, patience=early_stopping_patience))
+    callbacks += extra_callbacks or []
+    return model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                     steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                     callbacks=callbacks, verbose=verbose)
+
+
+def best_logged(history_csv: Path, monitor: str, mode: str) -> float | None:
+    """Best value of ``monitor`` in a CSVLogger file, or None when there is none yet."""
+    if not history_csv.exists():
+        return None
+    with open(history_csv, newline="") as f:
+        values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor)]
+    if not values:
+        return None
+    return min(values) if mode == "min" else max(values)
+
+
+def build_in_scope(strategy: tf.distribute.Strategy,
+                   build_and_compile: Callable[[], keras.Model]) -> keras.Model:
+    """Build and compile a model under ``strategy.scope()`` so its variables are mirrored."""
+    with strategy.scope():
+        return build_and_compile()

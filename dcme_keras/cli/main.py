@@ -41,6 +41,13 @@ def run(argv: list[str] | None = None) -> None:
         print(f"dcme-keras: error: unknown subcommand {sub!r}\n\n{_usage()}", file=sys.stderr)
         sys.exit(2)
     module = importlib.import_module(f"dcme_keras.cli.{sub}")
+    if any(a in ("-h", "--help", "-help") for a in argv[2:]):
+        # absl's own --help lists the flags of __main__ only, not the subcommand's.
+        from absl import flags
+
+        print(f"usage: dcme-keras {sub} [--flags]\n\n{(module.__doc__ or '').strip()}\n")
+        print(flags.FLAGS.module_help(module))
+        sys.exit(0)
     from dcme_keras.cli import common
 
     common.run_subcommand(module.main, [f"dcme-keras {sub}"] + argv[2:])

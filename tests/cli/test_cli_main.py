@@ -28,3 +28,9 @@ def test_help_does_not_import_tensorflow():
             "print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip().endswith("False")
+
+
+def test_subcommand_help_lists_its_own_flags():
+    out = _run("build", "--help")
+    assert out.returncode == 0
+    assert "--manual_dir" in out.stdout and "--data_dir" in out.stdout

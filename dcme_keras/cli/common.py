@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from absl import app
+from absl import app, flags
 
 from dcme_keras.errors import UserInputError
 
@@ -24,7 +24,15 @@ def run_subcommand(main: Callable[[list[str]], int | None], argv: list[str]) -> 
             print(f"{argv[0]}: error: {err}", file=sys.stderr)
             sys.exit(2)
 
-    app.run(wrapped, argv=argv)
+    def parse_flags(args):
+        try:
+            return flags.FLAGS(args)
+        except flags.Error as err:
+            # absl would print two lines and exit 1; keep the one-line, exit-2 contract.
+            print(f"{argv[0]}: error: {err}; see `{argv[0]} --help`", file=sys.stderr)
+            sys.exit(2)
+
+    app.run(wrapped, argv=argv, flags_parser=parse_flags)
 
 
 def parse_hw(text: str) -> tuple[int, int]:

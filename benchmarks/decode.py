@@ -21,13 +21,13 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dcme_keras.dcme.codec_np import decode_dcme, encode_dcme  # noqa: E402
+from dcme_keras.hardware import cpu_name  # noqa: E402
 
 HEIGHT, WIDTH = 512, 1024
 HORIZON = 200
@@ -129,15 +129,10 @@ def main() -> None:
         cpu.append(1e3 * (time.thread_time() - start_cpu))
     best = recovery(ids, instance_map)
 
-    cpu_name = platform.processor() or "unknown CPU"
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            cpu_name = next((line.split(":", 1)[1].strip() for line in f
-                             if line.startswith("model name")), cpu_name)
     gt_count = len(np.unique(ids[fg]))
     print(f"decode_dcme on synthetic {HEIGHT}x{WIDTH}, {gt_count} instances "
           f"({fg.mean():.0%} of pixels), vector noise sigma=1 px, default parameters")
-    print(f"CPU: {cpu_name}; 1 thread (cv2.setNumThreads(1), OMP/OPENBLAS/MKL_NUM_THREADS=1); "
+    print(f"CPU: {cpu_name()}; 1 thread (cv2.setNumThreads(1), OMP/OPENBLAS/MKL_NUM_THREADS=1); "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(f"decode wall time over {args.repeats} repeats: median {np.median(wall):.1f} ms, "
           f"p90 {np.percentile(wall, 90):.1f} ms (thread CPU time: median "

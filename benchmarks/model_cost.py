@@ -24,7 +24,6 @@ import argparse
 import collections
 import math
 import os
-import platform
 import statistics
 import time
 
@@ -33,6 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from dcme_keras.hardware import cpu_name  # noqa: E402
 from dcme_keras.models.deeplab_dcme import PRESETS, build_deeplab_dcme  # noqa: E402
 
 
@@ -90,18 +90,6 @@ def time_forward(model, input_shape, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="512x1024", help="HxW, multiples of 16")
@@ -114,7 +102,7 @@ def main() -> None:
     input_shape = (height, width, 3)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     threads = args.threads or f"TF default ({os.cpu_count()} cores visible)"
-    cpu = _cpu_name()
+    cpu = cpu_name()
     print(f"DCME network cost at {height}x{width}, batch 1; CPU: {cpu}, threads: {threads}; "
           "random weights, synthetic random image")
     print(f"{'preset':<14}{'params':>14}{'GMACs':>10}{'conv':>9}{'dw':>7}{'deconv':>8}"

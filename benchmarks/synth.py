@@ -19,7 +19,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -32,17 +31,8 @@ from cityscapesscripts.preparation.json2labelImg import createLabelImage  # noqa
 
 from dcme_keras.cli.common import parse_hw  # noqa: E402
 from dcme_keras.data.synthetic import rasterize, write_dataset  # noqa: E402
+from dcme_keras.hardware import cpu_name  # noqa: E402
 
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo, or what ``platform`` knows elsewhere."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from dcme_keras.errors import UserInputError
 
@@ -26,7 +26,11 @@ def run_subcommand(main: Callable[[list[str]], int | None], argv: list[str]) -> 
 
     def parse_flags(args):
         try:
-            return flags.FLAGS(args)
+            remaining = flags.FLAGS(args)
+            if not flags.FLAGS["verbosity"].present:
+                # TFDS and Keras log at INFO/WARNING through absl; --verbosity=0 shows them.
+                logging.set_verbosity(logging.ERROR)
+            return remaining
         except flags.Error as err:
             # absl would print two lines and exit 1; keep the one-line, exit-2 contract.
             print(f"{argv[0]}: error: {err}; see `{argv[0]} --help`", file=sys.stderr)

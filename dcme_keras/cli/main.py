@@ -8,6 +8,7 @@ subcommands never collide and ``dcme-keras --help`` does not import TensorFlow.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 #: subcommand -> one-line help. The module is ``dcme_keras.cli.<subcommand>``.
@@ -40,7 +41,13 @@ def run(argv: list[str] | None = None) -> None:
     if sub not in SUBCOMMANDS:
         print(f"dcme-keras: error: unknown subcommand {sub!r}\n\n{_usage()}", file=sys.stderr)
         sys.exit(2)
+    # TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) buries the output.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     module = importlib.import_module(f"dcme_keras.cli.{sub}")
+    if hasattr(module, "run"):
+        # A router such as `train` picks its own sub-module from the next argument.
+        module.run([f"dcme-keras {sub}"] + argv[2:])
+        return
     if any(a in ("-h", "--help", "-help") for a in argv[2:]):
         # absl's own --help lists the flags of __main__ only, not the subcommand's.
         from absl import flags

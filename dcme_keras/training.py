@@ -105,7 +105,9 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset |
     callbacks += extra_callbacks or []
     return model.fit(train_ds, validation_data=val_ds, epochs=epochs,
                      steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
-                     callbacks=callbacks, verbose=verbose)
+                     callbacks=callbacks, verbose=verbose,
+                     # Datasets arrive shuffled by the pipelines; Keras would only warn.
+                     shuffle=False)
 
 
 def best_logged(history_csv: Path, monitor: str, mode: str) -> float | None:

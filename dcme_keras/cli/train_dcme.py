@@ -1,0 +1,380 @@
+"""``dcme-keras train dcme``: train the DCME network (paper 000) with ``model.fit``.
+
+    dcme-keras synth --out /tmp/synth --frames 60 --size 256x512
+    dcme-keras build --manual_dir /tmp/synth --data_dir /tmp/tfds
+    dcme-keras train dcme --data_dir /tmp/tfds --preset tiny --image_size 256x512 \\
+        --batch_size 6 --epochs 20 --model_dir /tmp/dcme_tiny --data_name "synthetic"
+
+The network (``--preset``, ``models/deeplab_dcme.py``) reads whole scenes from the
+``cityscapes_instances`` TFDS dataset (``data/pipelines.py``) and learns two outputs at
+once: the DCME map, under the clipped MSE of eqs. 4-6 (``losses.DCMELoss``) with void and
+group pixels weighted 0, and the grid classes, under sparse categorical cross-entropy
+from logits with per-cell weights. Both losses average over the pixels or cells that
+count; ``--dcme_weight`` and ``--grid_weight`` weight them in the total. The optimizer is
+Adam, as far as the paper does not say otherwise.
+
+``--model_dir`` receives what the shared harness writes (``training.py``: ``best.keras``
+by validation loss, ``last.keras``, ``history.csv``, ``tensorboard/``, ``backup/``) plus
+``config.json`` (this run's settings) and ``loss_curves.png``. Rerunning with the same
+``--model_dir`` continues from the last finished epoch with the optimizer state;
+``--epochs`` is the total. ``--batch_size`` is the global batch: under ``--strategy
+mirrored`` each of R replicas gets ``batch_size / R``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from absl import flags
+
+from dcme_keras.cli.common import parse_hw
+from dcme_keras.errors import UserInputError
+
+#: Settings a resumed run must share with the run that wrote ``model_dir``: they change
+#: the model's variables or the optimizer's, which the backup restores by structure.
+RESUME_KEYS = ("preset", "image_size", "mixed_precision")
+CONFIG_FILE = "config.json"
+LOSS_CURVES_FILE = "loss_curves.png"
+
+_defined = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one DCME training run; the CLI flags of the same names.
+
+    Attributes:
+      data_dir: TFDS data dir holding ``cityscapes_instances`` (``dcme-keras build``).
+      model_dir: output folder; an existing run there is resumed.
+      config: builder config of the dataset, ``full`` or ``half``.
+      data_name: how captions and ``config.json`` name the data; None names the
+        dataset and its folder.
+      preset: model preset, ``paper``, ``mobilenet_v2`` or ``tiny``.
+      image_size: network input (H, W) [pixels], multiples of 16.
+      batch_size: global batch [scenes]; under several replicas, validation drops a
+        last partial batch.
+      epochs: total epochs.
+      steps_per_epoch: batches per epoch (the training data then repeats); None = one
+        pass over the train split.
+      validation_steps: batches per validation; None = the whole validation split.
+      learning_rate: Adam's step size.
+      dcme_weight: weight of the DCME loss in the total.
+      grid_weight: weight of the grid loss in the total.
+      amplitude: A of eq. 6 [pixels].
+      strategy: ``default``, ``mirrored`` or ``multi_worker``.
+      mixed_precision: ``mixed_float16`` body (heads and losses stay float32).
+      backbone_weights: ``imagenet``, a weights file, or None (random init).
+      jit_compile: force XLA; False leaves Keras' default (``auto``).
+      cache: ``memory``, a file prefix, or None: where decoded scenes are cached.
+      seed: seed of weights, shuffling and flips.
+      early_stopping_patience: epochs without a better validation loss before stopping;
+        None = off.
+      verbose: Keras' ``fit`` verbosity (1 = progress bar, 2 = one line per epoch).
+    """
+
+    data_dir: str
+    model_dir: str
+    config: str = "full"
+    data_name: str | None = None
+    preset: str = "paper"
+    image_size: tuple[int, int] = (512, 1024)
+    batch_size: int = 6
+    epochs: int = 1
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    learning_rate: float = 1e-4
+    dcme_weight: float = 1.0
+    grid_weight: float = 1.0
+    amplitude: float = 4.0
+    strategy: str = "default"
+    mixed_precision: bool = False
+    backbone_weights: str | None = None
+    jit_compile: bool = False
+    cache: str | None = None
+    seed: int = 0
+    early_stopping_patience: int | None = None
+    verbose: int = 1
+
+
+def define_flags() -> None:
+    """Define this command's absl flags, once per process."""
+    global _defined
+    if _defined:
+        return
+    _defined = True
+    flags.DEFINE_string("data_dir", None, "TFDS data dir holding cityscapes_instances "
+                        "(`dcme-keras build --data_dir`)", required=True)
+    flags.DEFINE_string("model_dir", None, "output folder: checkpoints, logs, config.json; "
+                        "an unfinished or shorter run there is resumed", required=True)
+    flags.DEFINE_string("config", "full", "dataset builder config: full or half")
+    flags.DEFINE_string("data_name", None, "name of the data in captions and config.json, "
+                        "e.g. 'synthetic Cityscapes'; default: the dataset and its folder")
+    flags.DEFINE_enum("preset", "paper", ["paper", "mobilenet_v2", "tiny"],
+                      "model preset: paper (VGG16 DeepLabv3+, sec. V), mobilenet_v2, tiny")
+    flags.DEFINE_string("image_size", "512x1024", "network input HxW in pixels, "
+                        "multiples of 16 (the paper: 512x1024)")
+    flags.DEFINE_integer("batch_size", 6, "global batch size (the paper: 6)", lower_bound=1)
+    flags.DEFINE_integer("epochs", 1, "total number of epochs", lower_bound=1)
+    flags.DEFINE_integer("steps_per_epoch", None, "batches per epoch (the data repeats); "
+                         "default: one pass over the train split", lower_bound=1)
+    flags.DEFINE_integer("validation_steps", None, "batches per validation; default: the "
+                         "whole validation split", lower_bound=1)
+    flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate", lower_bound=0.0)
+    flags.DEFINE_float("dcme_weight", 1.0, "weight of the DCME loss", lower_bound=0.0)
+    flags.DEFINE_float("grid_weight", 1.0, "weight of the grid loss", lower_bound=0.0)
+    flags.DEFINE_float("amplitude", 4.0, "A of the translated logistic, eq. 6, in pixels "
+                       "(the paper: 4 at 512x1024)")
+    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                      "tf.distribute strategy; multi_worker reads TF_CONFIG")
+    flags.DEFINE_bool("mixed_precision", False, "train in mixed_float16")
+    flags.DEFINE_string("backbone_weights", "none", "imagenet (keras' cached file), the "
+                        "path of a no-top weights file, or none (the paper used imagenet)")
+    flags.DEFINE_bool("jit_compile", False, "force XLA compilation of the train step")
+    flags.DEFINE_string("cache", "none", "cache decoded scenes: memory, a file prefix, or "
+                        "none (512x1024 Cityscapes train takes 7.4 GB)")
+    flags.DEFINE_integer("seed", 0, "seed of weights, shuffling and flips", lower_bound=0)
+    flags.DEFINE_integer("early_stopping_patience", None, "stop after this many epochs "
+                         "without a better val_loss; default: never", lower_bound=1)
+    flags.DEFINE_bool("progress", True, "Keras progress bar; --noprogress logs one line "
+                      "per epoch")
+
+
+def _none_if(value: str | None) -> str | None:
+    return None if value is None or value.lower() == "none" else value
+
+
+def config_from_flags() -> TrainConfig:
+    """The :class:`TrainConfig` the parsed flags describe."""
+    f = flags.FLAGS
+    return TrainConfig(
+        data_dir=f.data_dir, model_dir=f.model_dir, config=f.config, data_name=f.data_name,
+        preset=f.preset, image_size=parse_hw(f.image_size), batch_size=f.batch_size,
+        epochs=f.epochs, steps_per_epoch=f.steps_per_epoch,
+        validation_steps=f.validation_steps, learning_rate=f.learning_rate,
+        dcme_weight=f.dcme_weight, grid_weight=f.grid_weight, amplitude=f.amplitude,
+        strategy=f.strategy, mixed_precision=f.mixed_precision,
+        backbone_weights=_none_if(f.backbone_weights), jit_compile=f.jit_compile,
+        cache=_none_if(f.cache), seed=f.seed,
+        early_stopping_patience=f.early_stopping_patience, verbose=1 if f.progress else 2)
+
+
+def split_sizes(data_dir: str | os.PathLike, config: str) -> dict[str, int]:
+    """Examples per split of the built ``cityscapes_instances/<config>``.
+
+    Raises:
+      UserInputError: if the dataset is not built in ``data_dir``, with the commands that
+        build it.
+    """
+    import tensorflow_datasets as tfds
+
+    # Importing the builder registers it under its name.
+    from tfds_cityscapes.cityscapes_instances import Builder
+
+    names = [c.name for c in Builder.BUILDER_CONFIGS]
+    if config not in names:
+        raise UserInputError(f"--config {config!r} is unknown; use one of {', '.join(names)}")
+    data_dir = os.fspath(Path(data_dir).expanduser())
+    builder = tfds.builder(f"cityscapes_instances/{config}", data_dir=data_dir)
+    if not builder.is_prepared():
+        raise UserInputError(
+            f"no cityscapes_instances/{config} dataset in {data_dir}; make one with "
+            f"`dcme-keras synth --out /tmp/synth` (or use real Cityscapes) then "
+            f"`dcme-keras build --manual_dir /tmp/synth --data_dir {data_dir} "
+            f"--config {config}`")
+    return {name: split.num_examples for name, split in builder.info.splits.items()}
+
+
+def _finished_epochs(model_dir: Path) -> int:
+    """Epoch rows a previous run logged in ``history.csv`` (0 for a new run)."""
+    path = model_dir / "history.csv"
+    if not path.is_file():
+        return 0
+    with open(path, newline="") as f:
+        return sum(1 for _ in csv.DictReader(f))
+
+
+def _settings(config: TrainConfig) -> dict[str, Any]:
+    """JSON-ready settings; tuples become lists."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def _check_resume(model_dir: Path, config: TrainConfig) -> None:
+    """Refuse to resume a run whose variables another model would not fit."""
+    path = model_dir / CONFIG_FILE
+    if not path.is_file():
+        return
+    try:
+        previous = json.loads(path.read_text())["settings"]
+    except (ValueError, KeyError, TypeError):
+        raise UserInputError(f"{path} is not a config.json of `dcme-keras train dcme`; pass "
+                             "a new --model_dir") from None
+    now = _settings(config)
+    changed = [k for k in RESUME_KEYS if previous.get(k) != now[k]]
+    if changed:
+        was = ", ".join(f"--{k}={previous.get(k)}" for k in changed)
+        raise UserInputError(f"--model_dir {model_dir} holds a run with {was}; resume it "
+                             "with the same settings or pass a new --model_dir")
+
+
+def _check_config(config: TrainConfig) -> None:
+    for name in ("batch_size", "epochs"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise UserInputError(f"{name} {value!r} must be a positive whole number")
+    if not config.amplitude > 0:
+        raise UserInputError(f"--amplitude {config.amplitude} must be > 0, e.g. 4")
+
+
+def _validation_batching(num_scenes: int, batch_size: int, replicas: int
+                         ) -> tuple[int, bool]:
+    """(batch size, drop_remainder) of the validation data; batch 0 = no validation.
+
+    On one replica every scene is used. With several, a batch that leaves a replica
+    without a scene fails (Keras builds the model from the first batch reduced over the
+    replicas, and batch norm fails on an empty batch), so batches are whole multiples
+    of the replica count and a last partial batch is left out.
+    """
+    if replicas == 1:
+        return (batch_size if num_scenes else 0), False
+    return min(batch_size, num_scenes) // replicas * replicas, True
+
+
+def build_and_compile(config: TrainConfig):
+    """The DCME network of ``config``, compiled with its two losses and Adam.
+
+    Returns:
+      A compiled ``keras.Model``: image [B, H, W, 3] 0..255 -> ``{keys.DCME: [B, H, W, 2],
+      keys.GRID: [B, H/16, W/16, 9]}``.
+    """
+    import keras
+
+    from dcme_keras import keys
+    from dcme_keras.classes import NUM_THING_CLASSES
+    from dcme_keras.losses import DCMELoss
+    from dcme_keras.models.deeplab_dcme import build_deeplab_dcme
+
+    model = build_deeplab_dcme(config.preset, input_shape=(*config.image_size, 3),
+                               num_classes=NUM_THING_CLASSES,
+                               backbone_weights=config.backbone_weights)
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss={keys.DCME: DCMELoss(amplitude=config.amplitude),
+              # Averaged over the cells that count, as DCMELoss averages over pixels.
+              keys.GRID: keras.losses.SparseCategoricalCrossentropy(
+                  from_logits=True, reduction="mean_with_sample_weight", name="grid_loss")},
+        loss_weights={keys.DCME: config.dcme_weight, keys.GRID: config.grid_weight},
+        weighted_metrics={keys.GRID: [keras.metrics.SparseCategoricalAccuracy("accuracy")]},
+        jit_compile=True if config.jit_compile else "auto")
+    return model
+
+
+def train(config: TrainConfig):
+    """Train (or resume training) the DCME network as ``config`` says.
+
+    Writes ``config.json`` (settings, split sizes, replicas, hardware, versions), runs
+    :func:`dcme_keras.training.fit`, then draws ``loss_curves.png`` from ``history.csv``.
+    The global Keras dtype policy is restored afterwards.
+
+    Example:
+      >>> train(TrainConfig(data_dir="/tmp/tfds", model_dir="/tmp/dcme", preset="tiny",
+      ...                   image_size=(256, 512), epochs=10))
+
+    Args:
+      config: the run's settings.
+
+    Returns:
+      The ``keras.callbacks.History`` of the epochs this call ran (none when the run in
+      ``model_dir`` already has ``config.epochs`` epochs).
+
+    Raises:
+      UserInputError: for a dataset that is not built, a train split smaller than one
+        batch, or a ``model_dir`` holding an incompatible run.
+    """
+    _check_config(config)
+    sizes = split_sizes(config.data_dir, config.config)
+    if sizes.get("train", 0) < config.batch_size:
+        raise UserInputError(
+            f"the train split has {sizes.get('train', 0)} scenes, fewer than one batch of "
+            f"{config.batch_size}; lower --batch_size or build more frames")
+    model_dir = Path(config.model_dir).expanduser()
+    _check_resume(model_dir, config)
+
+    import keras
+    import tensorflow as tf
+
+    from dcme_keras import figures, training
+    from dcme_keras.data import pipelines
+    from dcme_keras.fileio import atomic_path
+    from dcme_keras.models.deeplab_dcme import OUTPUT_STRIDE
+
+    data_name = config.data_name or (f"cityscapes_instances/{config.config} in "
+                                     f"{config.data_dir}")
+    hardware = figures.hardware_description()
+    previous_policy = keras.mixed_precision.global_policy()
+    training.set_precision(config.mixed_precision)
+    try:
+        strategy = training.make_strategy(config.strategy)
+        record = {"settings": _settings(config), "data": data_name, "splits": sizes,
+                  "replicas": strategy.num_replicas_in_sync, "hardware": hardware,
+                  "tensorflow": tf.__version__, "keras": keras.__version__}
+        with atomic_path(model_dir / CONFIG_FILE) as tmp:
+            tmp.write_text(json.dumps(record, indent=2) + "\n")
+        replicas = strategy.num_replicas_in_sync
+        if config.batch_size < replicas:
+            raise UserInputError(f"--batch_size {config.batch_size} is the global batch and "
+                                 f"smaller than the {replicas} replicas; use at least "
+                                 f"{replicas}")
+        keras.utils.set_random_seed(config.seed)
+        common = dict(data_dir=config.data_dir, config=config.config,
+                      image_size=config.image_size, grid_size=OUTPUT_STRIDE,
+                      cache=config.cache)
+        # A resumed run starts a fresh input pipeline; offsetting its seed by the epochs
+        # already done keeps it from replaying the first epochs' shuffles and flips.
+        train_ds = pipelines.dcme_dataset(
+            "train", batch_size=config.batch_size,
+            seed=config.seed + _finished_epochs(model_dir), **common)
+        if config.steps_per_epoch is not None:
+            train_ds = train_ds.repeat()
+        val_batch, val_drop = _validation_batching(sizes.get("validation", 0),
+                                                   config.batch_size, replicas)
+        val_ds = (pipelines.dcme_dataset("validation", batch_size=val_batch,
+                                         drop_remainder=val_drop, **common)
+                  if val_batch else None)
+        model = training.build_in_scope(strategy, lambda: build_and_compile(config))
+        # The backup restores Adam's state, its learning rate included; setting it again
+        # once restored lets a resumed run change --learning_rate.
+        set_learning_rate = keras.callbacks.LambdaCallback(
+            on_train_begin=lambda logs: model.optimizer.learning_rate.assign(
+                config.learning_rate))
+        history = training.fit(
+            model, train_ds, val_ds, model_dir=model_dir, epochs=config.epochs,
+            monitor="val_loss", mode="min",
+            early_stopping_patience=config.early_stopping_patience,
+            steps_per_epoch=config.steps_per_epoch,
+            validation_steps=config.validation_steps, verbose=config.verbose,
+            extra_callbacks=[set_learning_rate])
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    figures.loss_curves(model_dir / "history.csv", model_dir / LOSS_CURVES_FILE,
+                        caption=f"{data_name}; preset {config.preset} at "
+                                f"{config.image_size[0]}x{config.image_size[1]}; "
+                                f"{hardware}")
+    return history
+
+
+def main(argv: list[str]) -> None:
+    """Trains and prints where the checkpoints are."""
+    if len(argv) > 1:
+        raise UserInputError(f"unexpected argument(s) {argv[1:]}; train dcme takes only "
+                             "--flags")
+    config = config_from_flags()
+    history = train(config)
+    model_dir = Path(config.model_dir).expanduser()
+    ran = f"epochs {history.epoch[0]}..{history.epoch[-1]}" if history.epoch else "no epoch"
+    print(f"ran {ran} of {config.epochs}; {model_dir}: best.keras, last.keras, history.csv, "
+          f"{LOSS_CURVES_FILE}, tensorboard/")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import os
-import platform
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -146,31 +145,6 @@ def dcme_magnitude_map(dcme: np.ndarray, *, max_magnitude: float | None = None,
         top = 1.0  # an all-zero map (no instances) stays at the bottom of the colormap
     rgba = matplotlib.colormaps[colormap](np.clip(magnitude / top, 0.0, 1.0))
     return np.round(255 * rgba[..., :3]).astype(np.uint8)
-
-
-def hardware_description() -> str:
-    """The machine in a few words, for captions: GPU names if TensorFlow sees any, else the CPU.
-
-    Imports TensorFlow (to list GPUs).
-
-    Returns:
-      e.g. ``"GPU NVIDIA H100 80GB HBM3"`` or ``"CPU Intel(R) Xeon(R) Processor, 2 cores"``.
-    """
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        names = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
-                 for g in gpus]
-        return "GPU " + ", ".join(names)
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:  # Linux names the model only here
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return f"CPU {cpu}, {os.cpu_count()} cores"
 
 
 def _new_figure(width_in: float, height_in: float) -> tuple[Figure, FigureCanvasAgg]:

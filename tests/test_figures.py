@@ -106,7 +106,3 @@ def test_loss_curves_of_a_missing_or_empty_log_are_user_errors(tmp_path):
     with pytest.raises(UserInputError, match="no epochs"):
         figures.loss_curves(tmp_path / "empty.csv", tmp_path / "out.png")
     assert not (tmp_path / "out.png").exists()
-
-
-def test_hardware_is_named():
-    assert figures.hardware_description().startswith(("CPU ", "GPU "))

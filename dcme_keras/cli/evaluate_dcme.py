@@ -38,6 +38,7 @@ from typing import Any
 from absl import flags
 
 from dcme_keras.cli.common import parse_hw
+from dcme_keras.hardware import describe
 from dcme_keras.errors import UserInputError
 
 #: Table name -> title. The name is the JSON file's stem in ``--out``.
@@ -309,7 +310,7 @@ def evaluate_model(model, cityscapes_root: str | os.PathLike, *, split: str = "v
       UserInputError: for a missing or wrong folder, bad sizes, or ``num_figures``
         without ``out``.
     """
-    from dcme_keras import evaluation, figures, inference
+    from dcme_keras import evaluation, inference
     from dcme_keras.fileio import atomic_path
 
     root = Path(cityscapes_root).expanduser()
@@ -346,7 +347,7 @@ def evaluate_model(model, cityscapes_root: str | os.PathLike, *, split: str = "v
                 txt.write_text(format_tables(tables, oracle_scale=oracle_scale) + "\n")
             if num_figures:
                 caption = (f"{label}, {split}; model {meta['model']} at "
-                           f"{model_hw[0]}x{model_hw[1]}; {figures.hardware_description()}")
+                           f"{model_hw[0]}x{model_hw[1]}; {describe()}")
                 save_figures(outputs, list(outputs)[:num_figures], out / "figures",
                              caption=caption)
     return tables

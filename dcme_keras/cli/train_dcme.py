@@ -33,6 +33,7 @@ from typing import Any
 from absl import flags
 
 from dcme_keras.cli.common import parse_hw
+from dcme_keras.hardware import describe
 from dcme_keras.errors import UserInputError
 
 #: Settings a resumed run must share with the run that wrote ``model_dir``: they change
@@ -314,7 +315,7 @@ def train(config: TrainConfig):
 
     data_name = config.data_name or (f"cityscapes_instances/{config.config} in "
                                      f"{config.data_dir}")
-    hardware = figures.hardware_description()
+    hardware = describe()
     previous_policy = keras.mixed_precision.global_policy()
     training.set_precision(config.mixed_precision)
     try:

@@ -301,8 +301,11 @@ class BinaryIoUFromLogits(keras.metrics.Metric):
         # where() instead of a Python branch keeps the graph exportable; divide_no_nan
         # avoids a NaN in the branch that where() discards.
         batch_iou = ops.where(union > 0, ops.divide_no_nan(intersection, union), 1.0)
-        self.total.assign_add(ops.cast(batch_iou, self.dtype))
-        self.batches.assign_add(ops.cast(1.0, self.dtype))
+        # Counted through the data: on a dataset of unknown length Keras runs one more
+        # step as the iterator runs dry, and a constant 1.0 would count it as a batch.
+        nonempty = ops.cast(ops.shape(pred)[0] > 0, self.dtype)
+        self.total.assign_add(ops.cast(batch_iou, self.dtype) * nonempty)
+        self.batches.assign_add(nonempty)
 
     def result(self):
         return keras.ops.divide_no_nan(self.total, self.batches)

@@ -155,3 +155,22 @@ def test_keras_metric_config_round_trip():
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(metric))
     assert isinstance(restored, BinaryIoUFromLogits)
     assert restored.threshold == 0.5 and restored.name == "val_iou"
+
+
+def test_keras_aiou_on_a_dataset_of_unknown_length_counts_only_real_batches():
+    import keras
+    import tensorflow as tf
+
+    from dcme_keras.metrics import BinaryIoUFromLogits, aiou
+
+    rng = np.random.default_rng(3)
+    gt = (rng.random((20, 8, 8, 1)) > 0.5).astype(np.float32)
+    logits = np.where(rng.random((20, 8, 8, 1)) > 0.3, 2 * gt - 1, 1 - 2 * gt).astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((logits, gt)).batch(4)
+    ds = ds.filter(lambda x, y: True)  # cardinality becomes unknown, as in the pipelines
+    inp = keras.Input((8, 8, 1))
+    model = keras.Model(inp, keras.layers.Identity()(inp))
+    model.compile(loss="mse", metrics=[BinaryIoUFromLogits()])
+    got = model.evaluate(ds, verbose=0, return_dict=True)["aiou"]
+    want = aiou(logits[..., 0] > 0, gt[..., 0] > 0.5, batch_size=4)
+    assert abs(got - want) < 1e-5

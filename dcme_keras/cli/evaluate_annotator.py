@@ -1,0 +1,136 @@
+"""``dcme-keras evaluate annotator``: mask quality and CPU speed of the annotator (paper 003).
+
+    dcme-keras evaluate annotator --model /tmp/annotator/best.keras --data_dir /tmp/tfds
+    dcme-keras evaluate annotator --model /tmp/annotator_int8.tflite --data_dir /tmp/tfds \\
+        --out /tmp/eval_int8
+
+Scores every validation object of the model's classes (those ``train annotator`` used,
+read from the ``config.json`` beside a ``.keras`` file) with the inputs built exactly as
+in training, without augmentation (``annotate.evaluate_annotator``):
+
+* aIoU (per batch of ``--batch_size``, averaged), iIoU and mIoU, at the network's
+  resolution as the paper reports them (Table 1), and at full resolution after the mask
+  is pasted back into the image, which is what a labeler gets;
+* the IoU of each class (Table 2);
+* the border error at the network's resolution, its mean and its histogram (Fig. 3),
+  drawn into ``border_error.png``;
+* the time per object at batch 1 on this machine's CPU: for a ``.keras`` model through
+  ``model.predict``, ``model.predict_on_batch`` and a direct call in one ``tf.function``;
+  for a ``.tflite`` model through the LiteRT interpreter; and for both the whole request
+  (crop, network, paste-back).
+
+The tables are printed and saved in ``--out`` as ``annotator_eval.json`` and
+``tables.txt``, next to ``border_error.png``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from absl import flags
+
+from dcme_keras.errors import UserInputError
+
+RESULT_FILE = "annotator_eval.json"
+TABLES_FILE = "tables.txt"
+FIGURE_FILE = "border_error.png"
+
+_defined = False
+
+
+def define_flags() -> None:
+    """Define this command's absl flags, once per process."""
+    global _defined
+    if _defined:
+        return
+    _defined = True
+    flags.DEFINE_string("model", None, "the annotator: a .keras file from `dcme-keras train "
+                        "annotator` (best.keras) or a .tflite file from `dcme-keras export`",
+                        required=True)
+    flags.DEFINE_string("data_dir", None, "TFDS data dir holding cityscapes_instances "
+                        "(`dcme-keras build --data_dir`)", required=True)
+    flags.DEFINE_string("config", None, "dataset builder config: full or half; default: "
+                        "the builder's default")
+    flags.DEFINE_string("data_name", None, "name of the data in the tables, e.g. 'synthetic "
+                        "Cityscapes'; default: the dataset and its folder")
+    flags.DEFINE_string("split", "validation", "TFDS split to score")
+    flags.DEFINE_list("classes", None, "classes to score, comma-separated; default: the "
+                      "model's training classes")
+    flags.DEFINE_float("min_area", 100.0, "smallest object in source pixels", lower_bound=0.0)
+    flags.DEFINE_integer("batch_size", 32, "objects per batch, for inference and for aIoU "
+                         "(the paper: 32)", lower_bound=1)
+    flags.DEFINE_integer("max_frames", None, "score only the first N frames", lower_bound=1)
+    flags.DEFINE_integer("max_px", 10, "last bin of the border-error histogram in pixels",
+                         lower_bound=1)
+    flags.DEFINE_integer("timing_repeats", 20, "timed runs per inference figure; 0 skips "
+                         "timing", lower_bound=0)
+    flags.DEFINE_integer("threads", 0, "CPU threads: TensorFlow's intra-op pool for .keras, "
+                         "the interpreter's for .tflite; 0 = TensorFlow's default (all cores) "
+                         "and 1 interpreter thread", lower_bound=0)
+    flags.DEFINE_string("out", None, "folder for annotator_eval.json, tables.txt and "
+                        "border_error.png; default: <model folder>/<model stem>_<split>_eval")
+    flags.DEFINE_bool("progress", True, "show a progress bar")
+
+
+def _timing_sample(data_dir, split: str, classes, dataset_config):
+    """The first object of the split, as an image window and its extreme points."""
+    from dcme_keras import annotate
+    from dcme_keras.extreme_points import extreme_points
+
+    _, window, mask = next(annotate.iter_objects(data_dir, split=split, classes=classes,
+                                                 dataset_config=dataset_config, max_frames=1))
+    return window, extreme_points(mask)
+
+
+def main(argv: list[str]) -> None:
+    """Evaluates, prints the tables and saves them with the border-error figure."""
+    if len(argv) > 1:
+        raise UserInputError(f"unexpected argument(s) {argv[1:]}; evaluate annotator takes "
+                             "only --flags")
+    f = flags.FLAGS
+    from dcme_keras import annotate
+
+    info = annotate.inspect_model(f.model)
+    if f.threads and info["format"] == "keras":
+        import tensorflow as tf
+
+        # Must happen before TensorFlow starts its thread pools, i.e. before any op runs.
+        tf.config.threading.set_intra_op_parallelism_threads(f.threads)
+    annotator = annotate.open_annotator(f.model, num_threads=f.threads or 1)
+    classes = (tuple(c.strip() for c in f.classes) if f.classes
+               else getattr(annotator, "config", annotate.AnnotatorConfig()).classes)
+    result = annotate.evaluate_annotator(
+        annotator, f.data_dir, split=f.split, classes=classes, min_area=f.min_area,
+        dataset_config=f.config, batch_size=f.batch_size, max_frames=f.max_frames,
+        max_px=f.max_px, progress=f.progress)
+    from dcme_keras.hardware import describe
+
+    hardware = describe(f.threads or None)
+    data_name = f.data_name or f"cityscapes_instances in {f.data_dir}"
+    result = {"model": os.fspath(f.model), "data": data_name, "split": f.split,
+              "size": annotator.size, "points": annotator.uses_points,
+              "hardware": hardware, **result}
+    if f.timing_repeats:
+        window, clicks = _timing_sample(f.data_dir, f.split, classes, f.config)
+        result["threads"] = f.threads or "default"
+        result["ms_per_instance"] = annotate.time_inference(annotator, window, clicks,
+                                                            repeats=f.timing_repeats)
+    inputs = "RGB + extreme points" if annotator.uses_points else "RGB only"
+    title = (f"annotator {f.model} ({inputs}) on {data_name}, split {f.split}: "
+             f"{result['instances']} objects; {hardware}")
+    tables = annotate.format_tables(result, title=title)
+    print(tables)
+
+    model_path = Path(f.model).expanduser()
+    out = Path(f.out).expanduser() if f.out else (
+        model_path.parent / f"{model_path.stem}_{f.split}_eval")
+    from dcme_keras.evaluation import save_result
+    from dcme_keras.fileio import atomic_path
+
+    save_result(result, out / RESULT_FILE)
+    with atomic_path(out / TABLES_FILE) as tmp:
+        tmp.write_text(tables + "\n")
+    annotate.border_histogram_figure({f"{model_path.name} ({inputs})": result["border_error"]},
+                                     out / FIGURE_FILE, caption=f"{data_name}; {hardware}")
+    print(f"\nsaved {RESULT_FILE}, {TABLES_FILE} and {FIGURE_FILE} in {out}")

@@ -55,7 +55,6 @@ import concurrent.futures
 import json
 import multiprocessing
 import os
-import platform
 import resource
 import time
 from collections.abc import Callable, Sequence
@@ -65,6 +64,7 @@ from typing import Any
 import numpy as np
 
 from dcme_keras.errors import UserInputError
+from dcme_keras.hardware import cpu_name
 
 #: Paper 003: U-Net with extreme points, per object on an Intel i5-6300U CPU [ms].
 PAPER_ANNOTATOR_MS = 140.0
@@ -163,17 +163,6 @@ def _time(fns: dict[str, Callable[[int], Any]], warmup: int, repeats: int
 def _paired_overhead(raw: dict, total: str, part: str) -> dict[str, float]:
     """:func:`_summary` of ``total - part`` per repetition (the time outside ``part``)."""
     return _summary(raw[total][0] - raw[part][0], raw[total][1] - raw[part][1])
-
-
-def cpu_name() -> str:
-    """The CPU model from ``/proc/cpuinfo`` (or ``platform.processor()`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def annotator_requests(count: int, image_size: Sequence[int] = DEFAULT_IMAGE_SIZE,

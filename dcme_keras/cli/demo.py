@@ -1,7 +1,7 @@
 """``dcme-keras demo``: the whole pipeline on synthetic data, ending in ``report.md``.
 
-    dcme-keras demo --workdir runs/demo            # about 15 minutes on 2 CPU cores
-    dcme-keras demo --workdir runs/quick --quick   # about 3 minutes, every artifact
+    dcme-keras demo --workdir runs/demo            # 11 minutes measured on 2 CPU cores
+    dcme-keras demo --workdir runs/quick --quick   # 2.5 minutes, every artifact
 
 Synthesizes Cityscapes-layout frames, builds the TFDS dataset, trains the annotator
 (paper preset) and the DCME network (tiny preset), evaluates both with the official

@@ -61,7 +61,7 @@ from tqdm import tqdm
 from dcme_keras import classes, inference, keys
 from dcme_keras.dcme import codec_np, grid
 from dcme_keras.errors import UserInputError
-from dcme_keras.fileio import atomic_path
+from dcme_keras.fileio import atomic_path, read_rgb
 from dcme_keras.inference import Instance
 
 #: ``outputs`` argument: a network run on an RGB image, or precomputed outputs by stem.
@@ -166,21 +166,11 @@ def read_instance_ids(path: str | os.PathLike) -> np.ndarray:
     return ids.astype(np.int32)
 
 
-def _image_path(gt_file: Path) -> Path:
+def image_path(gt_file: Path) -> Path:
     """``leftImg8bit`` image of a ``gtFine/<split>/<city>/*_gtFine_instanceIds.png``."""
     split, city = gt_file.parts[-3], gt_file.parts[-2]
     return (gt_file.parents[3] / "leftImg8bit" / split / city
             / f"{frame_stem(gt_file)}{_IMAGE_SUFFIX}")
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    """[H, W, 3] uint8 RGB image, or a UserInputError naming the file."""
-    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserInputError(
-            f"cannot read the input image {str(path)!r}; keep leftImg8bit/ beside gtFine/ "
-            "or pass precomputed outputs by frame stem")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def write_cityscapes_results(pred_dir: str | os.PathLike, image_stem: str,
@@ -471,7 +461,9 @@ def _frame_outputs(outputs: Outputs, gt_file: Path) -> tuple[np.ndarray, np.ndar
                 "are <city>_<seq>_<frame>) or pass a function of the image")
         out = outputs[stem]
     else:
-        out = outputs(_read_rgb(_image_path(gt_file)))
+        image = read_rgb(image_path(gt_file), "keep leftImg8bit/ beside gtFine/ or pass "
+                         "precomputed outputs by frame stem", what="input image")
+        out = outputs(image)
     if keys.DCME not in out or keys.GRID not in out:
         raise UserInputError(
             f"outputs for {stem} have keys {sorted(out)}; return both {keys.DCME!r} and "

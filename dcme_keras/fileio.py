@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -38,3 +40,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def read_rgb(path: str | os.PathLike, fix: str = "pass an existing PNG or JPEG file", *,
+             what: str = "image") -> np.ndarray:
+    """An image file as ``[H, W, 3]`` uint8 RGB.
+
+    Args:
+      path: the image file.
+      fix: what the user should do, appended to the error message.
+      what: how the message names the file, e.g. ``"input image"``.
+
+    Raises:
+      UserInputError: for a missing or undecodable file, naming it and ``fix``.
+    """
+    import cv2
+
+    from dcme_keras.errors import UserInputError
+
+    path = Path(path)
+    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR) if path.is_file() else None
+    if image is None:
+        raise UserInputError(f"cannot read the {what} {path}; {fix}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

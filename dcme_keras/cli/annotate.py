@@ -63,6 +63,7 @@ import numpy as np
 from absl import flags
 
 from dcme_keras.errors import UserInputError
+from dcme_keras.fileio import read_rgb
 
 FORMATS = ("cityscapes", "labelme", "coco")
 
@@ -223,20 +224,6 @@ def read_requests(path: str | os.PathLike, default_label: str) -> list[ImageRequ
     return requests
 
 
-def read_image(path: Path) -> np.ndarray:
-    """An image file as ``[H, W, 3]`` uint8 RGB.
-
-    Raises:
-      UserInputError: for a missing or undecodable file.
-    """
-    import cv2
-
-    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR) if path.is_file() else None
-    if image is None:
-        raise UserInputError(f"cannot read the image {path}; pass an existing PNG or JPEG file")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def output_name(image: Path, fmt: str) -> str:
     """The file one image's annotations go to in a folder, per format (module docstring)."""
     if fmt == "cityscapes":
@@ -264,7 +251,7 @@ def check_requests(requests: Sequence[ImageRequest], fmt: str) -> None:
     from dcme_keras.extreme_points import crop_box
 
     for request in requests:
-        image = read_image(request.image)
+        image = read_rgb(request.image)
         for k, obj in enumerate(request.objects):
             where = f"{request.where} ({request.image.name}) object {k}"
             try:
@@ -310,7 +297,7 @@ def annotate_image(annotator, request: ImageRequest, *, fmt: str, out_file: Path
     """
     from dcme_keras import classes, polygons
 
-    image = read_image(request.image)
+    image = read_rgb(request.image)
     hw = image.shape[:2]
     objects = []
     for k, obj in enumerate(request.objects):

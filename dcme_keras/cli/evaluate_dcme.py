@@ -40,6 +40,7 @@ from absl import flags
 from dcme_keras.cli.common import parse_hw
 from dcme_keras.hardware import describe
 from dcme_keras.errors import UserInputError
+from dcme_keras.fileio import read_rgb
 
 #: Table name -> title. The name is the JSON file's stem in ``--out``.
 TABLES: dict[str, str] = {
@@ -156,26 +157,6 @@ def _input_size(model, image_size: Sequence[int] | None) -> tuple[int, int] | No
     return image_size
 
 
-def _read_rgb(path: Path):
-    """[H, W, 3] uint8 RGB image, or a UserInputError naming the file."""
-    import cv2
-
-    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserInputError(f"cannot read the input image {path}; keep leftImg8bit/ beside "
-                             "gtFine/ with one image per ground-truth frame")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _image_path(gt_file: Path) -> Path:
-    """``leftImg8bit`` image of ``gtFine/<split>/<city>/<stem>_gtFine_instanceIds.png``."""
-    from dcme_keras.evaluation import frame_stem
-
-    split, city = gt_file.parts[-3], gt_file.parts[-2]
-    return (gt_file.parents[3] / "leftImg8bit" / split / city
-            / f"{frame_stem(gt_file)}_leftImg8bit.png")
-
-
 class FrameOutputs(Mapping):
     """Network outputs by frame stem, computed on first use and optionally kept on disk.
 
@@ -198,7 +179,10 @@ class FrameOutputs(Mapping):
 
     def image(self, stem: str):
         """[H, W, 3] uint8 RGB input image of a frame."""
-        return _read_rgb(_image_path(self._gt_files[stem]))
+        from dcme_keras.evaluation import image_path
+
+        return read_rgb(image_path(self._gt_files[stem]), "keep leftImg8bit/ beside gtFine/ "
+                        "with one image per ground-truth frame", what="input image")
 
     def gt_file(self, stem: str) -> Path:
         """The frame's ``*_gtFine_instanceIds.png``."""

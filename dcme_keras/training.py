@@ -110,6 +110,19 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset |
                      shuffle=False)
 
 
+def finished_epochs(model_dir: str | Path) -> int:
+    """Epochs a previous run in ``model_dir`` logged to ``history.csv`` (0 for a new run).
+
+    Trainers add it to their data seed so a resumed run does not replay the shuffles
+    and augmentations of the epochs already done.
+    """
+    path = Path(model_dir) / "history.csv"
+    if not path.is_file():
+        return 0
+    with open(path, newline="") as f:
+        return sum(1 for _ in csv.DictReader(f))
+
+
 def best_logged(history_csv: Path, monitor: str, mode: str) -> float | None:
     """Best value of ``monitor`` in a CSVLogger file, or None when there is none yet."""
     if not history_csv.exists():

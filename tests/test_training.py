@@ -103,3 +103,9 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "replicas 2" in out.stdout
+
+
+def test_finished_epochs_counts_logged_rows(tmp_path):
+    assert training.finished_epochs(tmp_path) == 0
+    (tmp_path / "history.csv").write_text("epoch,loss\n0,1.0\n1,0.5\n")
+    assert training.finished_epochs(tmp_path) == 2

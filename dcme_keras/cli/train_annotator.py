@@ -261,7 +261,7 @@ def train(config: TrainConfig):
       UserInputError: for a dataset that is not built, bad settings, or a ``model_dir``
         holding an incompatible run.
     """
-    from dcme_keras.cli.train_dcme import _finished_epochs, _settings, split_sizes
+    from dcme_keras.cli.train_dcme import _settings, split_sizes
 
     _check_config(config)
     sizes = split_sizes(config.data_dir, config.config)
@@ -296,7 +296,7 @@ def train(config: TrainConfig):
         train_ds = pipelines.annotator_dataset(
             "train", jitter_px=config.jitter_px, augment=True,
             max_rotation_deg=config.max_rotation_deg,
-            seed=config.seed + _finished_epochs(model_dir), **common)
+            seed=config.seed + training.finished_epochs(model_dir), **common)
         if config.steps_per_epoch is not None:
             train_ds = train_ds.repeat()
         val_ds = (pipelines.annotator_dataset("validation", augment=False, **common)

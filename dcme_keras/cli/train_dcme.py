@@ -23,7 +23,6 @@ mirrored`` each of R replicas gets ``batch_size / R``.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
@@ -190,15 +189,6 @@ def split_sizes(data_dir: str | os.PathLike, config: str) -> dict[str, int]:
     return {name: split.num_examples for name, split in builder.info.splits.items()}
 
 
-def _finished_epochs(model_dir: Path) -> int:
-    """Epoch rows a previous run logged in ``history.csv`` (0 for a new run)."""
-    path = model_dir / "history.csv"
-    if not path.is_file():
-        return 0
-    with open(path, newline="") as f:
-        return sum(1 for _ in csv.DictReader(f))
-
-
 def _settings(config: TrainConfig) -> dict[str, Any]:
     """JSON-ready settings; tuples become lists."""
     return json.loads(json.dumps(dataclasses.asdict(config)))
@@ -338,7 +328,7 @@ def train(config: TrainConfig):
         # already done keeps it from replaying the first epochs' shuffles and flips.
         train_ds = pipelines.dcme_dataset(
             "train", batch_size=config.batch_size,
-            seed=config.seed + _finished_epochs(model_dir), **common)
+            seed=config.seed + training.finished_epochs(model_dir), **common)
         if config.steps_per_epoch is not None:
             train_ds = train_ds.repeat()
         val_batch, val_drop = _validation_batching(sizes.get("validation", 0),

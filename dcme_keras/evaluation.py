@@ -506,7 +506,8 @@ def _score_frames(gt_files: Sequence[Path], frame_instances: Callable[[Path], li
 def gt_oracle(cityscapes_root: str | os.PathLike, split: str = "val", scale: float = 0.5,
               *, max_images: int | None = None, progress: bool = True,
               decode_kwargs: Mapping[str, Any] | None = None,
-              prediction_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+              prediction_dir: str | os.PathLike | None = None,
+              noise_sigma: float = 0.0, seed: int = 0) -> dict[str, Any]:
     """AP of the ground truth after a DCME round trip at ``scale`` (paper Table I, right).
 
     For each frame: the instance ids are downscaled by nearest neighbour to ``scale``,
@@ -516,6 +517,13 @@ def gt_oracle(cityscapes_root: str | os.PathLike, split: str = "val", scale: flo
     carry, with score 1. What remains below 100 AP is the information lost by the
     resolution (paper: 59.2 AP at 0.5, i.e. 512x1024 on Cityscapes). Needs only
     ``gtFine/``.
+
+    With ``noise_sigma > 0`` the oracle stands in for a network whose vectors err:
+    Gaussian noise of that sigma [pixels of the scaled map] is added to every pixel's
+    vector, the background included, the field is decoded *without* the foreground mask
+    (as a network's output is), and each instance is scored by its vote confidence
+    (:func:`dcme_keras.inference.vote_confidence`), which is what ranks real instances
+    above background fragments.
 
     Example:
       >>> print(format_table(gt_oracle("cityscapes", "val", 0.5)))
@@ -528,6 +536,8 @@ def gt_oracle(cityscapes_root: str | os.PathLike, split: str = "val", scale: flo
       progress: show a progress bar.
       decode_kwargs: extra keyword arguments for ``codec_np.decode_dcme``.
       prediction_dir: keep the prediction files there instead of a temporary folder.
+      noise_sigma: i.i.d. vector noise [pixels] on every pixel; 0 for the exact oracle.
+      seed: seed of that noise.
 
     Returns:
       As :func:`evaluate_predictions`: ``{"AP", "AP50", "per_class", "num_images"}``,
@@ -535,6 +545,9 @@ def gt_oracle(cityscapes_root: str | os.PathLike, split: str = "val", scale: flo
     """
     if not 0.0 < scale <= 1.0:
         raise UserInputError(f"scale {scale} must be in (0, 1], e.g. 0.5 for 512x1024")
+    if not noise_sigma >= 0.0:
+        raise UserInputError(f"noise_sigma {noise_sigma} must be >= 0 pixels, e.g. 1.0")
+    rng = np.random.default_rng(seed)
 
     def frame_instances(gt_file: Path) -> list[Instance]:
         ids = read_instance_ids(gt_file)
@@ -542,16 +555,23 @@ def gt_oracle(cityscapes_root: str | os.PathLike, split: str = "val", scale: flo
         small_hw = (max(1, round(full[0] * scale)), max(1, round(full[1] * scale)))
         small = inference.resize_nearest(ids, small_hw)
         dcme = codec_np.encode_dcme(small, min_instance_id=_INSTANCE_ID_BASE)
-        instance_map, _ = codec_np.decode_dcme(
-            dcme, foreground=small >= _INSTANCE_ID_BASE, **dict(decode_kwargs or {}))
+        if noise_sigma > 0:
+            dcme += rng.normal(0.0, noise_sigma, dcme.shape).astype(np.float32)
+            instance_map, _, evidence = codec_np.decode_dcme(
+                dcme, return_evidence=True, **dict(decode_kwargs or {}))
+            scores = inference.vote_confidence(evidence)
+        else:
+            instance_map, _ = codec_np.decode_dcme(
+                dcme, foreground=small >= _INSTANCE_ID_BASE, **dict(decode_kwargs or {}))
+            scores = np.ones(int(instance_map.max(initial=0)), np.float32)
         instance_map = inference.resize_nearest(np.asarray(instance_map, np.int32), full)
         labels = _majority_thing_labels(instance_map, grid.instance_ids_to_label_ids(ids))
-        return [(instance_map == k, int(label), 1.0)
-                for k, label in enumerate(labels, start=1) if label]
+        return [(instance_map == k, int(label), float(score))
+                for k, (label, score) in enumerate(zip(labels, scores), start=1) if label]
 
     return _score_frames(_frames(cityscapes_root, split, max_images), frame_instances,
                          prediction_dir=prediction_dir, progress=progress,
-                         desc=f"GT oracle x{scale:g}")
+                         desc=f"GT oracle x{scale:g}" + (f" + noise {noise_sigma:g} px" if noise_sigma else ""))
 
 
 def evaluate_outputs(cityscapes_root: str | os.PathLike, outputs: Outputs,
@@ -562,8 +582,8 @@ def evaluate_outputs(cityscapes_root: str | os.PathLike, outputs: Outputs,
     """AP of the whole DCME solution (paper Table I, left).
 
     Instances are decoded from the predicted DCME and classified by the grid cell of
-    their center of mass, scored by that class's probability
-    (:func:`dcme_keras.inference.instances_from_outputs`).
+    their center of mass, scored by that class's probability times the decoder's vote
+    confidence (:func:`dcme_keras.inference.instances_from_outputs`).
 
     Args:
       cityscapes_root: the folder holding ``gtFine/`` (and ``leftImg8bit/`` when

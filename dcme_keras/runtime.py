@@ -324,13 +324,17 @@ class DCMESegmenter:
     The image is resized to the network's input, the model runs once, and the instances
     are decoded by :func:`dcme_keras.inference.instances_from_outputs` (the very
     post-processing of the Keras path): DCME voting, the class of the grid cell at each
-    center of mass, that class's probability as the score, masks back at the image size.
+    center of mass, that class's probability times the vote confidence as the score,
+    masks back at the image size. For an int8 model the exact-center path of the decoder
+    is off (``exact_tolerance=None``): quantized vectors lie on a lattice, where votes of
+    unrelated pixels coincide as only an encoded ground truth's should.
 
     Args:
       tflite: a DCME model exported by ``dcme-keras export`` (its path, or a
         :class:`TFLiteModel` of kind ``"dcme"``).
       num_threads: interpreter threads (ignored for a :class:`TFLiteModel`).
-      decode_kwargs: extra keyword arguments for ``codec_np.decode_dcme``.
+      decode_kwargs: extra keyword arguments for ``codec_np.decode_dcme``; they override
+        the int8 default above.
 
     Raises:
       UserInputError: for a model of another kind or with another signature than
@@ -359,6 +363,8 @@ class DCMESegmenter:
         self.grid_size = (self.model.metadata.get("grid_size")
                           or inference.infer_grid_size((h, w), grid_shape[1:3]))
         self.decode_kwargs = dict(decode_kwargs or {})
+        if self.model.metadata.get("quantization") == "int8":
+            self.decode_kwargs.setdefault("exact_tolerance", None)
 
     def outputs(self, image_rgb_uint8: np.ndarray) -> dict[str, np.ndarray]:
         """The network's outputs for one image, at the network's resolution.

@@ -14,6 +14,9 @@ CAR, PERSON, BICYCLE = 26, 24, 33
 GRID_CAR, GRID_PERSON = 3, 1  # grid ids: 1 + index in THING_CLASSES
 #: Softmax probability of a one-hot logit of 10 against 8 zeros.
 P_ONE_HOT = np.exp(10.0) / (np.exp(10.0) + 8.0)
+#: Vote confidence e / (e + 100) of the scene's exact centers: neither CM is integral, so
+#: every pixel votes, 24 x 32 = 768 for the car and 28 x 16 = 448 for the person.
+CONF_CAR, CONF_PERSON = 768 / 868, 448 / 548
 
 
 def _scene():
@@ -37,7 +40,7 @@ def test_exact_outputs_give_the_instances_back():
                                                  _one_hot_logits(ids))
     # The decoder numbers instances in raster order of their centers: car, then person.
     assert [(label, pytest.approx(score)) for _, label, score in instances] == \
-        [(CAR, P_ONE_HOT), (PERSON, P_ONE_HOT)]
+        [(CAR, P_ONE_HOT * CONF_CAR), (PERSON, P_ONE_HOT * CONF_PERSON)]
     np.testing.assert_array_equal(instances[0][0], ids == 26000)
     np.testing.assert_array_equal(instances[1][0], ids == 24000)
     assert instances[0][0].dtype == bool
@@ -61,7 +64,29 @@ def test_background_cell_keeps_the_best_thing_class_with_its_low_probability():
     instances = inference.instances_from_outputs(codec_np.encode_dcme(ids), logits)
     expected = np.exp(2.0) / (np.exp(5.0) + np.exp(2.0) + 7.0)
     assert [(label, pytest.approx(score)) for _, label, score in instances] == \
-        [(BICYCLE, expected), (BICYCLE, expected)]
+        [(BICYCLE, expected * CONF_CAR), (BICYCLE, expected * CONF_PERSON)]
+
+
+def test_noise_on_every_pixel_ranks_objects_above_fragments():
+    rng = np.random.default_rng(0)
+    ids = np.zeros((128, 256), np.int32)
+    ids[10:50, 20:100] = 26000  # car, 3200 px
+    ids[60:120, 150:170] = 24000  # person, 1200 px
+    dcme = codec_np.encode_dcme(ids) + rng.normal(0, 1.0, (128, 256, 2)).astype(np.float32)
+    dcme[:, 200:] += rng.normal(0, 2.0, (128, 56, 2)).astype(np.float32)  # noisier sky
+    instances = inference.instances_from_outputs(dcme, _one_hot_logits(ids))
+    ranked = sorted(instances, key=lambda inst: -inst[2])
+    first_two = {(label, int((mask & (ids > 0)).sum() > 0.5 * mask.sum())) for mask, label, _
+                 in ranked[:2]}
+    assert first_two == {(CAR, 1), (PERSON, 1)}
+    assert all(score < 0.5 * ranked[1][2] for _, _, score in ranked[2:])
+
+
+def test_vote_confidence_and_instance_scores():
+    np.testing.assert_allclose(inference.vote_confidence([0.0, 100.0, 300.0, -5.0]),
+                               [0.0, 0.5, 0.75, 0.0])
+    np.testing.assert_allclose(inference.instance_scores([0.5, 1.0], [100.0, 300.0]),
+                               [0.25, 0.75])
 
 
 def test_class_comes_from_the_cell_of_the_center_of_mass():

@@ -72,10 +72,13 @@ def test_instances_come_back_exactly_with_the_grid_class_and_score(exported):
     ids = _scene()
     instances = DCMESegmenter(path, num_threads=2).instances(_image(ids))
     assert len(instances) == 2
-    for (mask, label_id, score), value in zip(instances, (26000, 26001)):
+    # Both CMs are integral: all pixels but the center one vote (evidence = area - 1).
+    for (mask, label_id, score), value, votes in zip(instances, (26000, 26001),
+                                                     (21 * 31 - 1, 31 * 51 - 1)):
         assert mask.dtype == bool and mask.shape == HW
         np.testing.assert_array_equal(mask, ids == value)
-        assert label_id == 26 and score == pytest.approx(CAR_SCORE, rel=1e-5)
+        assert label_id == 26
+        assert score == pytest.approx(CAR_SCORE * votes / (votes + 100), rel=1e-5)
 
 
 def test_masks_are_returned_at_the_image_size(exported):
@@ -142,3 +145,14 @@ def test_segmenter_imports_no_tensorflow(exported):
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-3:] == ["0", "False", "False"]
+
+
+def test_int8_models_decode_with_the_exact_path_off(exported, tmp_path):
+    model, _ = exported
+    # The decoder default follows the sidecar's quantization; the graph itself is float.
+    path = tmp_path / "labelled_int8.tflite"
+    convert.write_tflite(convert.convert(model), path,
+                         convert.model_metadata(model, quantization="int8"))
+    assert DCMESegmenter(path).decode_kwargs == {"exact_tolerance": None}
+    kept = DCMESegmenter(path, decode_kwargs={"exact_tolerance": 1e-3, "min_votes": 40})
+    assert kept.decode_kwargs == {"exact_tolerance": 1e-3, "min_votes": 40}

@@ -1,17 +1,31 @@
-"""Time ``decode_dcme`` on one CPU core: a 512x1024 synthetic map with 100 instances.
+"""``decode_dcme`` on what a network outputs: recall, extra instances and time, one core.
 
-The map mimics half-resolution Cityscapes (the paper's 512x1024): a horizon, people,
-riders and bicycles, cars and a few trucks / buses whose size grows towards the bottom of
-the image, drawn far to near so that near objects occlude (and sometimes split) far
-ones, plus a car-group region that must stay background. It is encoded with
-``encode_dcme``, and Gaussian noise (sigma = 1 px, fixed seed) is added to the vectors of
-instance pixels only, background staying at the zero vector. Prints the median and 90th
-percentile decode time (wall clock, and the thread's CPU time, which a busy machine
-inflates less), the CPU model and load, and how many instances of >= 100 px come back
-(best-IoU match) with IoU >= 0.5 and >= 0.9.
+Fields are 512x1024 (the paper's resolution). Each ground-truth layout is encoded with
+``encode_dcme`` and then given the errors of a predicted field, **on every pixel, the
+background included**:
+
+* ``exact``: none (the encoded ground truth);
+* ``iid0.5``, ``iid1``, ``iid2``: i.i.d. Gaussian noise of sigma 0.5, 1 and 2 px per
+  component;
+* ``shrink``: vectors scaled by 0.85 (a network that undershoots) plus sigma = 1 px;
+* ``smooth``: white noise blurred with a Gaussian of sigma 6 px, scaled to 2 px RMS
+  vector length (errors that are coherent over a region, as a network's are).
+
+Layouts: synthetic 512x1024 maps with 100 instances (people, riders, bicycles, cars,
+trucks and buses sized by perspective, occluding each other, plus a car-group region),
+and the real Cityscapes layouts in ``--real_dir`` (nearest-downscaled gtFine instanceIds;
+research-only data, read in place), when that folder exists. With ``--model`` and
+``--data``, the DCME outputs of a trained ``.keras`` network on the val frames of a
+Cityscapes-layout folder are decoded too (``trained`` row).
+
+For each (layout, field) it prints recall at IoU 0.5 of the ground-truth instances of
+>= 100 px (best-IoU match), the extra instances per such object (decoded instances that
+match no ground-truth instance at IoU >= 0.5), and the median decode time (thread CPU
+time and wall clock) at default parameters on one thread.
 
 Usage:
-  python benchmarks/decode.py [--repeats 50] [--seed 0]
+  python benchmarks/decode.py [--frames 3] [--repeats 5] [--real_dir DIR]
+      [--model runs/demo/dcme/best.keras --data runs/demo/synth]
 """
 
 import os
@@ -22,6 +36,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -107,39 +122,115 @@ def recovery(gt_ids: np.ndarray, instance_map: np.ndarray, min_area: int = 100):
     return best[keep]
 
 
+NOISE_MODELS = ("exact", "iid0.5", "iid1", "iid2", "shrink", "smooth")
+
+
+def predicted_like(ids: np.ndarray, model: str, rng: np.random.Generator) -> np.ndarray:
+    """[H, W, 2] float32: the encoded ``ids`` with the errors of noise ``model``."""
+    dcme = encode_dcme(ids)
+    if model == "exact":
+        return dcme
+    if model.startswith("iid"):
+        return dcme + rng.normal(0.0, float(model[3:]), dcme.shape).astype(np.float32)
+    if model == "shrink":
+        return 0.85 * dcme + rng.normal(0.0, 1.0, dcme.shape).astype(np.float32)
+    if model == "smooth":
+        noise = cv2.GaussianBlur(rng.normal(0.0, 1.0, dcme.shape).astype(np.float32),
+                                 (0, 0), 6.0)
+        return dcme + noise * (2.0 / np.sqrt((noise**2).sum(-1).mean()))
+    raise ValueError(f"unknown noise model {model!r}; one of {NOISE_MODELS}")
+
+
+def extra_instances(gt_ids: np.ndarray, instance_map: np.ndarray) -> int:
+    """Decoded instances that match no ground-truth instance (any size) at IoU >= 0.5."""
+    gt_values, gt = np.unique(np.where(gt_ids >= 1000, gt_ids, 0), return_inverse=True)
+    gt = gt.reshape(gt_ids.shape)
+    num_pred = int(instance_map.max()) + 1
+    inter = np.bincount((gt * num_pred + instance_map).ravel(),
+                        minlength=len(gt_values) * num_pred).reshape(len(gt_values), -1)
+    iou = inter / np.maximum(inter.sum(1)[:, None] + inter.sum(0)[None] - inter, 1)
+    iou[gt_values < 1000] = 0
+    return int((iou[:, 1:].max(0, initial=0.0) < 0.5).sum())
+
+
+def real_layouts(real_dir: Path) -> list[np.ndarray]:
+    """[HEIGHT, WIDTH] int32 instance ids of every gtFine frame under ``real_dir``."""
+    layouts = []
+    for path in sorted(real_dir.glob("gtFine/*/*/*_gtFine_instanceIds.png")):
+        ids = cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.int32)
+        layouts.append(cv2.resize(ids, (WIDTH, HEIGHT), interpolation=cv2.INTER_NEAREST_EXACT))
+    return layouts
+
+
+def trained_fields(model_path: str, data_root: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(gt ids [h, w], predicted dcme [h, w, 2]) of a trained network on val frames."""
+    from dcme_keras import evaluation, inference, keys  # the TF stack only for this row
+    from dcme_keras.cli.evaluate_dcme import load_model
+    from dcme_keras.fileio import read_rgb
+
+    model = load_model(model_path)
+    pairs = []
+    for gt_file in evaluation._frames(data_root, "val", None):
+        out = inference.model_outputs(model, [read_rgb(evaluation.image_path(gt_file))])[0]
+        dcme = out[keys.DCME]
+        ids = inference.resize_nearest(evaluation.read_instance_ids(gt_file), dcme.shape[:2])
+        pairs.append((ids, dcme))
+    return pairs
+
+
+def measure(fields, repeats: int) -> tuple[float, float, float, float, int]:
+    """Recall@0.5, extras per object, median thread-CPU ms, median wall ms, objects."""
+    recalled, extra, cpu, wall = [], 0, [], []
+    for ids, dcme in fields:
+        decode_dcme(dcme)  # warm-up: first-call allocations
+        for _ in range(repeats):
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            instance_map, _ = decode_dcme(dcme)
+            wall.append(1e3 * (time.perf_counter() - start))
+            cpu.append(1e3 * (time.thread_time() - start_cpu))
+        best = recovery(ids, instance_map)
+        recalled.extend(best >= 0.5)
+        extra += extra_instances(ids, instance_map)
+    objects = len(recalled)
+    return (float(np.mean(recalled)) if objects else float("nan"), extra / max(objects, 1),
+            float(np.median(cpu)), float(np.median(wall)), objects)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--frames", type=int, default=3, help="synthetic layouts")
+    parser.add_argument("--repeats", type=int, default=5, help="timed decodes per field")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--real_dir", type=Path,
+                        default=Path(__file__).resolve().parents[2] / "shared" / "realdata"
+                        / "cityscapes_dev",
+                        help="Cityscapes-layout folder of real gtFine frames (skipped if absent)")
+    parser.add_argument("--model", help="a trained DCME .keras network (with --data)")
+    parser.add_argument("--data", type=Path, help="Cityscapes-layout folder whose val "
+                        "frames the --model runs on")
     args = parser.parse_args()
     cv2.setNumThreads(1)
 
     rng = np.random.default_rng(args.seed)
-    ids = synthetic_instance_map(100, rng)
-    dcme = encode_dcme(ids)
-    fg = ids >= 1000
-    dcme[fg] += rng.normal(0.0, 1.0, (int(fg.sum()), 2)).astype(np.float32)
-
-    decode_dcme(dcme)  # warm-up: first-call imports and allocations
-    wall, cpu = [], []
-    for _ in range(args.repeats):
-        start, start_cpu = time.perf_counter(), time.thread_time()
-        instance_map, centers = decode_dcme(dcme)
-        wall.append(1e3 * (time.perf_counter() - start))
-        cpu.append(1e3 * (time.thread_time() - start_cpu))
-    best = recovery(ids, instance_map)
-
-    gt_count = len(np.unique(ids[fg]))
-    print(f"decode_dcme on synthetic {HEIGHT}x{WIDTH}, {gt_count} instances "
-          f"({fg.mean():.0%} of pixels), vector noise sigma=1 px, default parameters")
+    layouts = {"synthetic": [synthetic_instance_map(100, rng) for _ in range(args.frames)]}
+    if args.real_dir.is_dir():
+        layouts["real Cityscapes"] = real_layouts(args.real_dir)
+    print(f"decode_dcme at default parameters on {HEIGHT}x{WIDTH} fields, errors on every "
+          "pixel (background included)")
     print(f"CPU: {cpu_name()}; 1 thread (cv2.setNumThreads(1), OMP/OPENBLAS/MKL_NUM_THREADS=1); "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    print(f"decode wall time over {args.repeats} repeats: median {np.median(wall):.1f} ms, "
-          f"p90 {np.percentile(wall, 90):.1f} ms (thread CPU time: median "
-          f"{np.median(cpu):.1f} ms, p90 {np.percentile(cpu, 90):.1f} ms)")
-    print(f"instances >= 100 px: {len(best)}; recovered with IoU >= 0.5: "
-          f"{np.mean(best >= 0.5):.1%}, IoU >= 0.9: {np.mean(best >= 0.9):.1%}; "
-          f"decoded instances: {len(centers)}")
+    print(f"{'layouts':16s} {'field':8s} {'frames':>6s} {'objects':>7s} {'recall@0.5':>10s} "
+          f"{'extra/obj':>9s} {'CPU ms':>7s} {'wall ms':>7s}")
+    rows = [(name, model, [(ids, predicted_like(ids, model, rng)) for ids in frames])
+            for name, frames in layouts.items() for model in NOISE_MODELS]
+    if args.model:
+        if args.data is None:
+            parser.error("--model needs --data, the folder whose val frames it runs on")
+        rows.append(("synthetic val", "trained", trained_fields(args.model, args.data)))
+    for name, model, fields in rows:
+        recall, extra, cpu, wall, objects = measure(fields, args.repeats)
+        print(f"{name:16s} {model:8s} {len(fields):6d} {objects:7d} {recall:10.3f} "
+              f"{extra:9.3f} {cpu:7.1f} {wall:7.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ Instance = tuple[np.ndarray, int, float]
 _MAX_GRID_LOG2 = 10
 
 #: Decoder evidence [votes] at which the vote confidence is 1/2: about the net votes of
-#: an object of 100-150 px at 512x1024, twice the default ``min_votes``.
+#: an object of 100-150 px at 512x1024, about 3 times the default ``min_votes`` (35).
 EVIDENCE_HALF = 100.0
 
 

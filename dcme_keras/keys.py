@@ -7,6 +7,10 @@ constants, so a renamed key fails loudly in one place instead of silently in fou
 # --- Model outputs / training targets (DCME network) ---
 DCME = "dcme"  # [B, H, W, 2] float32, (dy, dx) pixels to the instance's center of mass
 GRID = "grid"  # [B, H/Gs, W/Gs, num_classes + 1] logits; class 0 is background
+# Optional, beyond the paper: [B, H, W, 1] logits that a pixel belongs to an instance
+# (target: 1 on instance pixels, 0 elsewhere, group / void pixels weighted 0). When a
+# network has it, the decoder votes with sigmoid(logits) >= 0.5 as its foreground.
+FOREGROUND = "foreground"
 
 # --- Model outputs / training targets (extreme-points annotator) ---
 MASK = "mask"  # [B, 128, 128, 1] logits of the object's mask

@@ -25,7 +25,9 @@ means skip such classes, as the evaluator's ``nanmean`` does. :func:`save_result
 function ``image [H, W, 3] uint8 RGB -> {keys.DCME: [h, w, 2], keys.GRID: [gh, gw, 9]}``
 (:func:`dcme_keras.inference.outputs_fn` makes one from a Keras model; the image is read
 from ``leftImg8bit/``), or a mapping from the frame stem ``<city>_<seq>_<frame>`` to such
-a dict (precomputed outputs; no images needed).
+a dict (precomputed outputs; no images needed). A dict that also holds
+``keys.FOREGROUND: [h, w, 1]`` logits (the optional foreground head) has the decoder vote
+within that foreground.
 
 **Ground truth.** Only ``gtFine/<split>/<city>/*_gtFine_instanceIds.png`` is read. The
 evaluator ignores ground-truth instances under 100 pixels and group regions (ids below
@@ -451,8 +453,10 @@ def _majority_thing_labels(instance_map: np.ndarray, label_ids: np.ndarray
     return np.where(found, thing_label_ids[best], 0).astype(np.int32)
 
 
-def _frame_outputs(outputs: Outputs, gt_file: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(dcme [h, w, 2], grid_logits [gh, gw, 9]) of one frame from ``outputs``."""
+def _frame_outputs(outputs: Outputs, gt_file: Path
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(dcme [h, w, 2], grid_logits [gh, gw, 9], foreground logits [h, w, 1] or None) of
+    one frame from ``outputs``."""
     stem = frame_stem(gt_file)
     if isinstance(outputs, Mapping):
         if stem not in outputs:
@@ -469,15 +473,21 @@ def _frame_outputs(outputs: Outputs, gt_file: Path) -> tuple[np.ndarray, np.ndar
             f"outputs for {stem} have keys {sorted(out)}; return both {keys.DCME!r} and "
             f"{keys.GRID!r} (the DCME network's output dict)")
     dcme, grid_logits = np.asarray(out[keys.DCME]), np.asarray(out[keys.GRID])
+    foreground = out.get(keys.FOREGROUND)
     if dcme.ndim == 4 and dcme.shape[0] == 1:  # tolerate a batch of one
         dcme, grid_logits = dcme[0], grid_logits[0]
-    return dcme, grid_logits
+        foreground = None if foreground is None else np.asarray(foreground)[0]
+    return dcme, grid_logits, foreground
 
 
-def _decoded_instance_map(dcme: np.ndarray, out_size: tuple[int, int],
+def _decoded_instance_map(dcme: np.ndarray, foreground_logits: np.ndarray | None,
+                          out_size: tuple[int, int],
                           decode_kwargs: Mapping[str, Any] | None) -> np.ndarray:
-    """[H, W] int32 instance map decoded from a predicted DCME, at full resolution."""
-    instance_map, _ = codec_np.decode_dcme(dcme, **dict(decode_kwargs or {}))
+    """[H, W] int32 instance map decoded from a predicted DCME (with the foreground head's
+    mask when the network has one), at full resolution."""
+    foreground = inference.foreground_mask(foreground_logits, np.shape(dcme)[:2])
+    instance_map, _ = codec_np.decode_dcme(
+        dcme, **{"foreground": foreground, **dict(decode_kwargs or {})})
     return inference.resize_nearest(np.asarray(instance_map, np.int32), out_size)
 
 
@@ -601,8 +611,9 @@ def evaluate_outputs(cityscapes_root: str | os.PathLike, outputs: Outputs,
     """
     def frame_instances(gt_file: Path) -> list[Instance]:
         full = read_instance_ids(gt_file).shape
-        dcme, grid_logits = _frame_outputs(outputs, gt_file)
+        dcme, grid_logits, foreground = _frame_outputs(outputs, gt_file)
         return inference.instances_from_outputs(dcme, grid_logits, out_size=full,
+                                                foreground_logits=foreground,
                                                 grid_size=grid_size,
                                                 decode_kwargs=decode_kwargs)
 
@@ -651,7 +662,7 @@ def instance_oracle(cityscapes_root: str | os.PathLike, outputs: Outputs,
         index_map, gt_labels = _gt_instances(ids)
         if not len(gt_labels):
             return []
-        dcme, grid_logits = _frame_outputs(outputs, gt_file)
+        dcme, grid_logits, _ = _frame_outputs(outputs, gt_file)
         dcme, grid_logits = inference.check_outputs(dcme, grid_logits)
         map_hw = dcme.shape[:2]
         gs = grid_size or inference.infer_grid_size(map_hw, grid_logits.shape[:2])
@@ -710,8 +721,8 @@ def class_oracle(cityscapes_root: str | os.PathLike, outputs: Outputs, split: st
     """
     def frame_instances(gt_file: Path) -> list[Instance]:
         ids = read_instance_ids(gt_file)
-        dcme, _ = _frame_outputs(outputs, gt_file)
-        instance_map = _decoded_instance_map(dcme, ids.shape, decode_kwargs)
+        dcme, _, foreground = _frame_outputs(outputs, gt_file)
+        instance_map = _decoded_instance_map(dcme, foreground, ids.shape, decode_kwargs)
         labels = _majority_thing_labels(instance_map, grid.instance_ids_to_label_ids(ids))
         return [(instance_map == k, int(label), 1.0)
                 for k, label in enumerate(labels, start=1) if label]
@@ -761,9 +772,9 @@ def detection_accuracy(cityscapes_root: str | os.PathLike, outputs: Outputs,
         gt_map, gt_labels = _gt_instances(ids)
         if not len(gt_labels):
             continue
-        dcme, _ = _frame_outputs(outputs, gt_file)
+        dcme, _, foreground = _frame_outputs(outputs, gt_file)
         best = _best_iou(gt_map, len(gt_labels),
-                         _decoded_instance_map(dcme, ids.shape, decode_kwargs))
+                         _decoded_instance_map(dcme, foreground, ids.shape, decode_kwargs))
         total += len(gt_labels)
         detections += (best[None, :] > np.asarray(thresholds)[:, None]).sum(axis=1)
     return {"instances": total,

@@ -170,7 +170,35 @@ def check_outputs(dcme: np.ndarray, grid_logits: np.ndarray
     return dcme, grid_logits
 
 
+def foreground_mask(foreground_logits: np.ndarray | None, map_hw: Sequence[int]
+                    ) -> np.ndarray | None:
+    """The decoder's foreground from the optional foreground head, or None without one.
+
+    Args:
+      foreground_logits: [h, w, 1] or [h, w] float logits of ``keys.FOREGROUND``, or None.
+      map_hw: (h, w) [pixels] of the DCME map it must match.
+
+    Returns:
+      [h, w] bool, ``sigmoid(logits) >= 0.5`` (i.e. logits >= 0), or None.
+
+    Raises:
+      UserInputError: for a shape that is not the DCME map's.
+    """
+    if foreground_logits is None:
+        return None
+    logits = np.asarray(foreground_logits, np.float32)
+    if logits.ndim == 3 and logits.shape[-1] == 1:
+        logits = logits[..., 0]
+    if logits.shape != tuple(int(v) for v in map_hw):
+        raise UserInputError(
+            f"foreground output of shape {np.shape(foreground_logits)} does not match the "
+            f"DCME map {tuple(map_hw)}; pass one image's {keys.FOREGROUND!r} logits "
+            "[H, W, 1] without the batch axis")
+    return logits >= 0.0
+
+
 def instances_from_outputs(dcme: np.ndarray, grid_logits: np.ndarray, *,
+                           foreground_logits: np.ndarray | None = None,
                            out_size: Sequence[int] | None = None,
                            grid_size: int | None = None,
                            decode_kwargs: Mapping[str, Any] | None = None,
@@ -185,6 +213,10 @@ def instances_from_outputs(dcme: np.ndarray, grid_logits: np.ndarray, *,
     Args:
       dcme: [h, w, 2] float32, (dy, dx) [pixels of the map] to each pixel's CM.
       grid_logits: [gh, gw, 9] float32, grid-classifier logits; channel 0 is background.
+      foreground_logits: optional [h, w, 1] float32 logits of the foreground head
+        (``keys.FOREGROUND``, beyond the paper); when given, the decoder votes with
+        ``sigmoid >= 0.5`` as its foreground (:func:`foreground_mask`), so background
+        noise cannot vote at all.
       out_size: (H, W) [pixels] of the returned masks, e.g. the ground truth's full
         resolution; ``None`` keeps (h, w).
       grid_size: encoder stride Gs [pixels]; ``None`` infers it from the two shapes.
@@ -198,8 +230,10 @@ def instances_from_outputs(dcme: np.ndarray, grid_logits: np.ndarray, *,
     """
     dcme, grid_logits = check_outputs(dcme, grid_logits)
     gs = grid_size or infer_grid_size(dcme.shape[:2], grid_logits.shape[:2])
+    foreground = foreground_mask(foreground_logits, dcme.shape[:2])
     instance_map, centers, evidence = codec_np.decode_dcme(
-        dcme, **{**dict(decode_kwargs or {}), "return_evidence": True})
+        dcme, **{"foreground": foreground, **dict(decode_kwargs or {}),
+                 "return_evidence": True})
     masks = instance_masks(instance_map, out_size)
     if not masks:
         return []
@@ -246,15 +280,16 @@ def model_outputs(model: Any, images: Sequence[np.ndarray] | np.ndarray, *,
 
     Args:
       model: a Keras model mapping [B, H, W, 3] float32 RGB in 0..255 to a dict
-        ``{keys.DCME: [B, H, W, 2], keys.GRID: [B, H/Gs, W/Gs, 9]}``.
+        ``{keys.DCME: [B, H, W, 2], keys.GRID: [B, H/Gs, W/Gs, 9]}``, plus
+        ``keys.FOREGROUND: [B, H, W, 1]`` for a network with the foreground head.
       images: N images [H_i, W_i, 3] uint8 RGB (a list, or one [N, H, W, 3] array).
       batch_size: images per forward pass.
       input_size: (H, W) [pixels] to resize every image to; ``None`` uses the model's
         static input size, or each image's own size for a model without one.
 
     Returns:
-      N dicts ``{keys.DCME: [h, w, 2] float32, keys.GRID: [gh, gw, 9] float32}`` at the
-      model's resolution.
+      N dicts ``{keys.DCME: [h, w, 2] float32, keys.GRID: [gh, gw, 9] float32}`` (and
+      ``keys.FOREGROUND: [h, w, 1]`` when the model has it) at the model's resolution.
     """
     if batch_size < 1:
         raise UserInputError(f"batch_size {batch_size} must be at least 1, e.g. 4")
@@ -272,9 +307,9 @@ def model_outputs(model: Any, images: Sequence[np.ndarray] | np.ndarray, *,
                and inputs[stop].shape == inputs[start].shape):
             stop += 1
         result = model.predict_on_batch(np.stack(inputs[start:stop]))
-        dcme = np.asarray(result[keys.DCME], np.float32)  # [b, h, w, 2]
-        grid_logits = np.asarray(result[keys.GRID], np.float32)  # [b, gh, gw, 9]
-        outputs.extend({keys.DCME: d, keys.GRID: g} for d, g in zip(dcme, grid_logits))
+        names = [name for name in (keys.DCME, keys.GRID, keys.FOREGROUND) if name in result]
+        batch = {name: np.asarray(result[name], np.float32) for name in names}  # [b, ...]
+        outputs.extend({name: batch[name][i] for name in names} for i in range(stop - start))
         start = stop
     return outputs
 
@@ -324,6 +359,7 @@ def predict_instances(model: Any, images: Sequence[np.ndarray] | np.ndarray, *,
     images = list(images)
     outputs = model_outputs(model, images, batch_size=batch_size, input_size=input_size)
     return [instances_from_outputs(out[keys.DCME], out[keys.GRID],
+                                   foreground_logits=out.get(keys.FOREGROUND),
                                    out_size=np.shape(image)[:2],
                                    grid_size=grid_size, decode_kwargs=decode_kwargs)
             for image, out in zip(images, outputs)]

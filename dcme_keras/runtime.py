@@ -351,14 +351,17 @@ class DCMESegmenter:
         _, h, w, channels = self.model.input_shape
         shapes = self.model.output_shapes
         dcme, grid_shape = shapes.get(keys.DCME), shapes.get(keys.GRID)
-        if (channels != 3 or set(shapes) != {keys.DCME, keys.GRID} or dcme != (1, h, w, 2)
+        extra = set(shapes) - {keys.DCME, keys.GRID}
+        if (channels != 3 or not {keys.DCME, keys.GRID} <= set(shapes)
+                or extra - {keys.FOREGROUND} or dcme != (1, h, w, 2)
+                or shapes.get(keys.FOREGROUND, (1, h, w, 1)) != (1, h, w, 1)
                 or grid_shape is None or len(grid_shape) != 4 or grid_shape[0] != 1
                 or grid_shape[3] != classes.NUM_THING_CLASSES + 1):
             raise UserInputError(
                 f"{tflite} maps {self.model.input_shape} to {shapes}; a DCME model maps "
                 f"image [1, H, W, 3] to {keys.DCME!r} [1, H, W, 2] and {keys.GRID!r} "
-                f"[1, H/Gs, W/Gs, {classes.NUM_THING_CLASSES + 1}]; export it with "
-                "`dcme-keras export`")
+                f"[1, H/Gs, W/Gs, {classes.NUM_THING_CLASSES + 1}] (and optionally "
+                f"{keys.FOREGROUND!r} [1, H, W, 1]); export it with `dcme-keras export`")
         self.input_hw = (h, w)
         self.grid_size = (self.model.metadata.get("grid_size")
                           or inference.infer_grid_size((h, w), grid_shape[1:3]))
@@ -374,7 +377,8 @@ class DCMESegmenter:
 
         Returns:
           ``{keys.DCME: [h, w, 2] float32 (dy, dx) pixels, keys.GRID: [h/Gs, w/Gs, 9]
-          float32 logits}``.
+          float32 logits}``, and ``keys.FOREGROUND: [h, w, 1]`` logits when the model has
+          the foreground head.
         """
         return inference.model_outputs(self.model, [image_rgb_uint8], batch_size=1,
                                        input_size=self.input_hw)[0]
@@ -391,5 +395,6 @@ class DCMESegmenter:
         """
         out = self.outputs(image_rgb_uint8)
         return inference.instances_from_outputs(
-            out[keys.DCME], out[keys.GRID], out_size=np.shape(image_rgb_uint8)[:2],
+            out[keys.DCME], out[keys.GRID], foreground_logits=out.get(keys.FOREGROUND),
+            out_size=np.shape(image_rgb_uint8)[:2],
             grid_size=self.grid_size, decode_kwargs=self.decode_kwargs)

@@ -187,3 +187,22 @@ def test_post_processing_imports_no_tensorflow():
     code = ("import sys, dcme_keras.inference, dcme_keras.evaluation; "
             "sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_foreground_head_keeps_background_noise_from_voting():
+    rng = np.random.default_rng(1)
+    ids = _scene()
+    # Coherent noise over the sky that the decoder alone could take for a small object.
+    dcme = codec_np.encode_dcme(ids)
+    dcme[:, 100:] = rng.normal(0, 3.0, (64, 28, 2)).astype(np.float32)
+    dcme[20:30, 105:115] = -np.stack(np.mgrid[-5:5, -5:5], -1).astype(np.float32)
+    logits = np.where(ids >= 1000, 8.0, -8.0)[..., None].astype(np.float32)  # [64, 128, 1]
+    without = inference.instances_from_outputs(dcme, _one_hot_logits(ids))
+    with_head = inference.instances_from_outputs(dcme, _one_hot_logits(ids),
+                                                 foreground_logits=logits)
+    assert len(without) == 3  # the car, the person and a fragment of converging noise
+    assert [label for _, label, _ in with_head] == [CAR, PERSON]
+    np.testing.assert_array_equal(with_head[0][0], ids == 26000)
+    with pytest.raises(UserInputError, match="foreground"):
+        inference.instances_from_outputs(dcme, _one_hot_logits(ids),
+                                         foreground_logits=logits[:32])

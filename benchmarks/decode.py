@@ -170,7 +170,7 @@ def trained_fields(model_path: str, data_root: Path) -> list[tuple[np.ndarray, n
 
     model = load_model(model_path)
     pairs = []
-    for gt_file in evaluation._frames(data_root, "val", None):
+    for gt_file in evaluation.gt_instance_files(data_root, split="val"):
         out = inference.model_outputs(model, [read_rgb(evaluation.image_path(gt_file))])[0]
         dcme = out[keys.DCME]
         ids = inference.resize_nearest(evaluation.read_instance_ids(gt_file), dcme.shape[:2])

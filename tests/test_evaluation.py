@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from cityscapesscripts.evaluation import evalInstanceLevelSemanticLabeling as cs_eval
 
-from dcme_keras import classes, evaluation, keys
+from dcme_keras import cityscapes_eval, classes, evaluation, inference, keys, oracles
 from dcme_keras.dcme import codec_np, grid
 from dcme_keras.errors import UserInputError
 
@@ -91,7 +91,7 @@ def test_results_format_is_what_the_evaluator_reads(tmp_path):
     assert png.dtype == np.uint8 and png.shape == (H, W)
     np.testing.assert_array_equal(png, mask.astype(np.uint8) * 255)
     # The evaluator's own reader parses every line.
-    args = evaluation._evaluator_args(tmp_path, tmp_path)
+    args = cityscapes_eval._evaluator_args(tmp_path)
     info = cs_eval.readPredInfo(str(txt), args)
     assert sorted((v["labelID"], v["conf"]) for v in info.values()) == [(26, 0.25), (28, 1.0)]
 
@@ -256,7 +256,7 @@ def test_gt_instances_index_only_evaluated_classes():
     ids = np.array([[0, 26000, 26000, 29000],   # car, caravan (not evaluated)
                     [26, 24001, 24001, 7],      # cargroup, person, road
                     [33000, 33000, 24001, 0]], np.int32)  # bicycle
-    index_map, labels = evaluation._gt_instances(ids)
+    index_map, labels = oracles._gt_instances(ids)
     np.testing.assert_array_equal(index_map, [[0, 2, 2, 0], [0, 1, 1, 0], [3, 3, 1, 0]])
     np.testing.assert_array_equal(labels, [PERSON, CAR, 33])
 
@@ -271,15 +271,15 @@ def test_majority_thing_labels_ignore_background_votes():
     # 1: road x3, car x1, person x2 -> person; 2: car x2 -> car; 3: road only -> none;
     # 4: bicycle x1, building x1 -> bicycle.
     np.testing.assert_array_equal(
-        evaluation._majority_thing_labels(instance_map, label_ids), [PERSON, CAR, 0, 33])
+        oracles._majority_thing_labels(instance_map, label_ids), [PERSON, CAR, 0, 33])
 
 
 def test_best_iou():
     gt_map = np.array([[1, 1, 0, 2], [1, 1, 0, 2]])
     pred_map = np.array([[1, 1, 1, 0], [0, 0, 0, 0]])
     # GT 1: inter 2, union 4 + 3 - 2 = 5; GT 2: no overlap.
-    np.testing.assert_allclose(evaluation._best_iou(gt_map, 2, pred_map), [0.4, 0.0])
-    np.testing.assert_allclose(evaluation._best_iou(gt_map, 2, np.zeros_like(gt_map)),
+    np.testing.assert_allclose(oracles._best_iou(gt_map, 2, pred_map), [0.4, 0.0])
+    np.testing.assert_allclose(oracles._best_iou(gt_map, 2, np.zeros_like(gt_map)),
                                [0.0, 0.0])
 
 
@@ -338,7 +338,7 @@ def test_gt_oracle_is_exact_at_full_scale_and_loses_ap_when_downscaled(synthetic
 
 def _exact_outputs(ids, scale=1):
     """What a perfect network gives at 1/scale of the ground truth's resolution."""
-    small = evaluation.inference.resize_nearest(ids, (H // scale, W // scale))
+    small = inference.resize_nearest(ids, (H // scale, W // scale))
     cells = grid.grid_labels(grid.instance_ids_to_label_ids(small), 16 // scale)
     return {keys.DCME: codec_np.encode_dcme(small),
             keys.GRID: 10.0 * np.eye(9, dtype=np.float32)[cells]}

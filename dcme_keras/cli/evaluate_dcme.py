@@ -38,6 +38,7 @@ from typing import Any
 from absl import flags
 
 from dcme_keras.cli.common import parse_hw
+from dcme_keras import saving
 from dcme_keras.hardware import describe
 from dcme_keras.errors import UserInputError
 from dcme_keras.fileio import read_rgb
@@ -108,41 +109,6 @@ def _check_root(cityscapes_root: Path) -> None:
     if not cityscapes_root.is_dir():
         raise UserInputError(f"--cityscapes_root {cityscapes_root} is not a folder; pass the "
                              "folder holding gtFine/ and leftImg8bit/")
-
-
-def load_model(path: str | os.PathLike):
-    """Load a DCME network from a ``.keras`` file, uncompiled.
-
-    Returns:
-      The ``keras.Model``; its output dict holds ``keys.DCME`` and ``keys.GRID``.
-
-    Raises:
-      UserInputError: for a missing file, a file Keras cannot load, or another model.
-    """
-    import keras
-
-    import dcme_keras.layers  # noqa: F401  (registers the custom layers)
-    from dcme_keras import keys
-
-    path = Path(path).expanduser()
-    if not path.is_file() or path.suffix != ".keras":
-        raise UserInputError(f"--model {path} is not an existing .keras file; pass "
-                             "best.keras or last.keras from a `dcme-keras train dcme` run")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except (ValueError, OSError, TypeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserInputError(f"cannot load {path} ({first}); pass a .keras file written by "
-                             "`dcme-keras train dcme`") from None
-    try:
-        output = model.output
-    except AttributeError:  # a model that was never called (e.g. Sequential) has none
-        output = None
-    if not isinstance(output, dict) or not {keys.DCME, keys.GRID} <= set(output):
-        raise UserInputError(f"{path} is not a DCME network (its outputs are not "
-                             f"{keys.DCME!r} and {keys.GRID!r}); pass a model from "
-                             "`dcme-keras train dcme`")
-    return model
 
 
 def _input_size(model, image_size: Sequence[int] | None) -> tuple[int, int] | None:
@@ -270,7 +236,7 @@ def evaluate_model(model, cityscapes_root: str | os.PathLike, *, split: str = "v
     """The paper's tables for one DCME network on a Cityscapes-layout folder.
 
     Example:
-      >>> tables = evaluate_model(load_model("best.keras"), "/tmp/synth", oracles=True)
+      >>> tables = evaluate_model(saving.load_model("best.keras"), "/tmp/synth", oracles=True)
       >>> tables["dcme"]["AP"], tables["gt_oracle"]["AP"]
 
     Args:
@@ -364,7 +330,7 @@ def main(argv: list[str]) -> None:
     if not 0.0 < f.oracle_scale <= 1.0:
         raise UserInputError(f"--oracle_scale {f.oracle_scale} must be in (0, 1], e.g. 0.5")
     image_size = parse_hw(f.image_size) if f.image_size else None
-    model = load_model(f.model)
+    model = saving.load_model(f.model, kind="dcme")
     tables = evaluate_model(model, f.cityscapes_root, split=f.split, image_size=image_size,
                             max_images=f.max_images, oracles=f.oracles,
                             oracle_scale=f.oracle_scale, num_figures=f.figures, out=f.out,

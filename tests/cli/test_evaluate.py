@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from dcme_keras import saving
 from dcme_keras.classes import THING_LABEL_IDS
 from dcme_keras.cli import evaluate_dcme
 from dcme_keras.data.synthetic import write_dataset
@@ -46,7 +47,7 @@ def _gt_instances(root, split="val"):
 
 def test_all_tables_share_one_forward_pass_and_are_saved(root, model_path, tmp_path,
                                                          monkeypatch):
-    model = evaluate_dcme.load_model(model_path)
+    model = saving.load_model(model_path, kind="dcme")
     calls = []
     predict = model.predict_on_batch
     monkeypatch.setattr(model, "predict_on_batch", lambda x: calls.append(len(x)) or predict(x))
@@ -106,7 +107,7 @@ def test_data_label_names_synthetic_data(root, tmp_path):
 
 
 def test_bad_inputs_are_user_errors(root, model_path, tmp_path):
-    model = evaluate_dcme.load_model(model_path)
+    model = saving.load_model(model_path, kind="dcme")
     (tmp_path / "tfds" / "cityscapes_instances").mkdir(parents=True)
     with pytest.raises(UserInputError, match="TFDS data dir"):
         evaluate_dcme.evaluate_model(model, tmp_path / "tfds")
@@ -115,11 +116,11 @@ def test_bad_inputs_are_user_errors(root, model_path, tmp_path):
     with pytest.raises(UserInputError, match="differs from the model's input"):
         evaluate_dcme.evaluate_model(model, root, image_size=(128, 256))
     with pytest.raises(UserInputError, match="not an existing .keras file"):
-        evaluate_dcme.load_model(tmp_path / "missing.keras")
+        saving.load_model(tmp_path / "missing.keras", kind="dcme")
     other = tmp_path / "dense.keras"
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]).save(other)
     with pytest.raises(UserInputError, match="not a DCME network"):
-        evaluate_dcme.load_model(other)
+        saving.load_model(other, kind="dcme")
 
 
 def _cli(*args):

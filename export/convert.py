@@ -26,7 +26,7 @@ import numpy as np
 from dcme_keras import __version__, annotate, classes, keys
 from dcme_keras import extreme_points as ep
 from dcme_keras.errors import UserInputError
-from dcme_keras.fileio import atomic_path
+from dcme_keras.fileio import atomic_files
 from dcme_keras.runtime import METADATA_FORMAT, TFLiteModel, metadata_path
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
@@ -125,7 +125,7 @@ def write_tflite(flatbuffer: bytes, out_path: str | Path, metadata: dict) -> Pat
     """
     out_path = Path(out_path)
     meta = _json_safe({"format": METADATA_FORMAT, "package_version": __version__, **metadata})
-    with atomic_path(out_path) as tmp_model, atomic_path(metadata_path(out_path)) as tmp_meta:
+    with atomic_files([out_path, metadata_path(out_path)]) as (tmp_model, tmp_meta):
         tmp_model.write_bytes(flatbuffer)
         tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True, allow_nan=False))
     return out_path

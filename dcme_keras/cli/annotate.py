@@ -379,6 +379,20 @@ def _output_files(requests: Sequence[ImageRequest], out: Path, many: bool,
     return files
 
 
+def write_documents(documents: Sequence[dict | list], out_files: Sequence[Path]) -> None:
+    """Writes each JSON document to its file: all of them, or none when one fails.
+
+    Args:
+      documents: JSON-ready annotation documents, one per image.
+      out_files: their destinations, distinct.
+    """
+    from dcme_keras.fileio import atomic_files
+
+    with atomic_files(out_files) as tmps:
+        for document, tmp in zip(documents, tmps):
+            tmp.write_text(json.dumps(document, indent=1) + "\n")
+
+
 def main(argv: list[str]) -> None:
     """Checks the requests, segments every object, then writes the files."""
     requests, many = _requests_from_flags(argv)
@@ -399,11 +413,7 @@ def main(argv: list[str]) -> None:
                                 tolerance_px=_TOLERANCE_PX.value, coco_mode=_COCO_MODE.value)
                  for request, file in tqdm(list(zip(requests, out_files)), unit=" images",
                                            desc="annotating", disable=not _PROGRESS.value)]
-    from dcme_keras.fileio import atomic_path
-
-    for document, file in zip(documents, out_files):
-        with atomic_path(file) as tmp:
-            tmp.write_text(json.dumps(document, indent=1) + "\n")
+    write_documents(documents, out_files)
     objects = sum(len(r.objects) for r in requests)
     where = out_files[0] if len(out_files) == 1 else out_files[0].parent
     print(f"annotated {objects} object(s) in {len(requests)} image(s) as {fmt}: {where}")

@@ -318,3 +318,16 @@ def test_inspect_model_tells_kinds_apart_without_tensorflow(files):
         annotate.inspect_model(files / "dcme.keras")
     assert annotate.inspect_model(files / "points.tflite") == {
         "format": "tflite", "size": SIZE, "points": True}
+
+
+def test_requests_output_is_all_files_or_none(tmp_path):
+    from dcme_keras.cli.annotate import write_documents
+
+    out = tmp_path / "batch"
+    files = [out / "a.json", out / "b.json", out / "c.json"]
+    # The second document cannot be written (not JSON), after the first one was.
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        write_documents([{"shapes": []}, {"shapes": [object()]}, {"shapes": []}], files)
+    assert not out.exists()
+    write_documents([{"shapes": []}] * 3, files)
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "b.json", "c.json"]

@@ -9,9 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from dcme_keras import saving
+from dcme_keras import evaluate_dcme, saving
 from dcme_keras.classes import THING_LABEL_IDS
-from dcme_keras.cli import evaluate_dcme
 from dcme_keras.data.synthetic import write_dataset
 from dcme_keras.errors import UserInputError
 from dcme_keras.models.deeplab_dcme import build_deeplab_dcme
@@ -76,6 +75,22 @@ def test_all_tables_share_one_forward_pass_and_are_saved(root, model_path, tmp_p
     for suffix in ("fig4", "dcme_magnitude_pred", "dcme_magnitude_gt"):
         assert cv2.imread(str(out / "figures" / f"{stem}_{suffix}.png")) is not None, suffix
     assert len(list((out / "figures").iterdir())) == 3
+
+
+def test_a_failure_while_drawing_leaves_no_table_and_no_figure(root, model_path, tmp_path,
+                                                               monkeypatch):
+    from dcme_keras import figures
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected: cannot draw")
+
+    # Fig. 4 of the first frame is drawn, then the magnitude map fails.
+    monkeypatch.setattr(figures, "magnitude_figure", broken)
+    out = tmp_path / "eval"
+    with pytest.raises(RuntimeError, match="injected"):
+        evaluate_dcme.evaluate_model(saving.load_model(model_path, kind="dcme"), root,
+                                     num_figures=1, out=out, progress=False)
+    assert not out.exists()
 
 
 def test_frame_outputs_cache_and_membership(root, tmp_path):

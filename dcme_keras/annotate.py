@@ -40,7 +40,6 @@ import json
 import os
 import statistics
 import time
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dcme_keras import extreme_points as ep
-from dcme_keras import keys
+from dcme_keras import keys, saving
 from dcme_keras.classes import ANNOTATOR_CLASSES
 from dcme_keras.errors import UserInputError
 from dcme_keras.fileio import atomic_path
@@ -362,39 +361,12 @@ class KerasAnnotator(ExtremePointsAnnotator):
         if isinstance(model, (str, os.PathLike)):
             path = Path(model).expanduser()
             config = config or read_config(config_path(path))
-            model = load_keras_model(path)
+            model = saving.load_model(path, kind="annotator")
         shape = tuple(model.inputs[0].shape[1:])
         if config is None:
             config = AnnotatorConfig(size=int(shape[0]), points=shape[-1] == 4)
         super().__init__(KerasModel(model, config), threshold=threshold)
         self.config = config
-
-
-def load_keras_model(path: str | os.PathLike):
-    """Load an annotator network from a ``.keras`` file, uncompiled.
-
-    Raises:
-      UserInputError: for a file that is missing, not a Keras archive, or no annotator.
-    """
-    import keras
-
-    inspect_model(path)
-    try:
-        return keras.saving.load_model(Path(path).expanduser(), compile=False)
-    except (ValueError, OSError, TypeError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserInputError(f"cannot load {path} ({first}); pass a .keras file written by "
-                             "`dcme-keras train annotator`") from None
-
-
-def _keras_archive_config(path: Path) -> dict:
-    """The model config stored in a ``.keras`` archive (a zip holding ``config.json``)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError):
-        raise UserInputError(f"{path} is not a Keras model archive; pass a .keras file "
-                             "written by `dcme-keras train annotator`") from None
 
 
 def inspect_model(path: str | os.PathLike) -> dict[str, Any]:
@@ -423,12 +395,9 @@ def inspect_model(path: str | os.PathLike) -> dict[str, Any]:
     if path.suffix == ".tflite":
         annotator = ExtremePointsAnnotator(path)
         return {"format": "tflite", "size": annotator.size, "points": annotator.uses_points}
-    config = _keras_archive_config(path).get("config", {})
-    outputs = config.get("output_layers")
-    if not isinstance(outputs, dict) or keys.MASK not in outputs:
-        names = sorted(outputs) if isinstance(outputs, dict) else outputs
-        raise UserInputError(f"{path} is not an annotator (its outputs are {names}, not "
-                             f"{keys.MASK!r}); pass a model from `dcme-keras train annotator`")
+    stored = saving.read_archive_config(path)
+    saving.check_kind(path, stored, "annotator")
+    config = stored.get("config", {})
     shape = next((layer["config"].get("batch_shape") for layer in config.get("layers", [])
                   if layer.get("class_name") == "InputLayer"), None)
     if not shape or len(shape) != 4 or shape[-1] not in (3, 4):
@@ -453,8 +422,8 @@ def open_annotator(path: str | os.PathLike, *, num_threads: int = 1,
     path = Path(path).expanduser()
     if path.suffix == ".tflite":
         return ExtremePointsAnnotator(path, num_threads=num_threads, threshold=threshold)
-    # Anything else goes through inspect_model (in load_keras_model), which names the
-    # problem with a file that is no .keras annotator.
+    # Anything else goes through saving.load_model, which names the problem with a file
+    # that is no .keras annotator.
     return KerasAnnotator(path, threshold=threshold)
 
 

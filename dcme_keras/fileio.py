@@ -11,7 +11,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +28,74 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
       >>> with atomic_path("out.json") as tmp:
       ...     tmp.write_text("{}")
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    tmp = tmp_dir / path.name
-    try:
+    with atomic_files([path]) as (tmp,):
         yield tmp
-        if tmp.is_dir() and path.is_dir():
-            shutil.rmtree(path)
-        if tmp.exists():
-            os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_files(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+    """Yield one temporary path beside each of ``paths``; move them all into place at the end.
+
+    For outputs that belong together (a model and its sidecar, one file per image): when
+    the block raises, every temporary is removed, no target is touched and folders made
+    for the targets are removed again if empty. When moving one of them fails, the targets
+    already moved that did not exist before are removed, so no partial set stays behind.
+    Each target may be a file or a directory, as with :func:`atomic_path`.
+
+    Example:
+      >>> with atomic_files(["m.tflite", "m.tflite.json"]) as (model, sidecar):
+      ...     model.write_bytes(flatbuffer)
+      ...     sidecar.write_text("{}")
+
+    Args:
+      paths: distinct target paths.
+
+    Yields:
+      The temporary paths, in the order of ``paths``.
+    """
+    paths = [Path(p) for p in paths]
+    if len(set(paths)) != len(paths):
+        raise ValueError(f"atomic_files got a target twice: {sorted(map(str, paths))}")
+    made_dirs = [d for d in dict.fromkeys(d for p in paths for d in (p.parent, *p.parent.parents))
+                 if not d.exists()]
+    tmp_dirs: list[Path] = []
+    done = False
+    try:
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp_dirs.append(Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)))
+        yield [d / p.name for d, p in zip(tmp_dirs, paths)]
+        _move_all([d / p.name for d, p in zip(tmp_dirs, paths)], paths)
+        done = True
     finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        for tmp_dir in tmp_dirs:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        if not done:
+            for folder in sorted(made_dirs, key=lambda d: len(d.parts), reverse=True):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty
+
+
+def _move_all(tmps: Sequence[Path], paths: Sequence[Path]) -> None:
+    """``os.replace`` each temporary onto its target; undo the new targets on failure."""
+    placed = []
+    try:
+        for tmp, path in zip(tmps, paths):
+            if not tmp.exists():
+                continue
+            existed = path.exists()
+            if tmp.is_dir() and path.is_dir():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+            if not existed:
+                placed.append(path)
+    except BaseException:
+        for path in placed:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
 
 
 def read_rgb(path: str | os.PathLike, fix: str = "pass an existing PNG or JPEG file", *,

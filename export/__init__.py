@@ -1,2 +1,2 @@
 """The export stage, installed as ``dcme_keras.export``: TFLite conversion, quantization,
-parity checks and the CPU benchmark."""
+parity checks and the CPU latency measurements."""

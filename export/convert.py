@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 from dcme_keras import __version__, annotate, classes, keys
 from dcme_keras import extreme_points as ep
 from dcme_keras.errors import UserInputError
-from dcme_keras.fileio import atomic_path
+from dcme_keras.fileio import atomic_files
 from dcme_keras.runtime import METADATA_FORMAT, TFLiteModel, metadata_path
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
@@ -49,40 +48,6 @@ class ParityError(UserInputError):
     def __init__(self, message: str, report: dict):
         super().__init__(message)
         self.report = report
-
-
-def load_model(path: str | os.PathLike):
-    """Load a ``.keras`` model saved by this package, without its training state.
-
-    Args:
-      path: the ``.keras`` file.
-
-    Returns:
-      The ``keras.Model``.
-
-    Raises:
-      UserInputError: for a missing file, another file type or a file Keras cannot read.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"model file {path} does not exist; pass the .keras file that "
-                             "training saved")
-    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
-        raise UserInputError(f"{path} is not a .keras file (a zip archive); pass a model "
-                             "saved with model.save('M.keras')")
-    import keras
-
-    # Importing them registers the package's custom classes for deserialization.
-    import dcme_keras.layers  # noqa: F401
-    import dcme_keras.losses  # noqa: F401
-    import dcme_keras.metrics  # noqa: F401
-
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except (ValueError, KeyError, OSError, TypeError, zipfile.BadZipFile) as err:
-        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
-        raise UserInputError(f"{path} is not a loadable .keras model ({reason}); pass a model "
-                             "saved with model.save('M.keras') by dcme_keras") from None
 
 
 def model_kind(model) -> str:
@@ -160,7 +125,7 @@ def write_tflite(flatbuffer: bytes, out_path: str | Path, metadata: dict) -> Pat
     """
     out_path = Path(out_path)
     meta = _json_safe({"format": METADATA_FORMAT, "package_version": __version__, **metadata})
-    with atomic_path(out_path) as tmp_model, atomic_path(metadata_path(out_path)) as tmp_meta:
+    with atomic_files([out_path, metadata_path(out_path)]) as (tmp_model, tmp_meta):
         tmp_model.write_bytes(flatbuffer)
         tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True, allow_nan=False))
     return out_path
@@ -246,7 +211,7 @@ def export_model(model, out_path: str | os.PathLike, *, quantization: str = "flo
     """Convert, check parity with Keras, gate, then write ``out_path`` and its sidecar.
 
     Example:
-      >>> meta = export_model(load_model("unet.keras"), "unet_int8.tflite",
+      >>> meta = export_model(saving.load_model("unet.keras"), "unet_int8.tflite",
       ...                     quantization="int8", representative_source="synthetic")
 
     Args:

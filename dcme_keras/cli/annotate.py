@@ -5,6 +5,8 @@ One object::
     dcme-keras annotate frame.png --model runs/annotator/best.keras \\
         --points "412,300 455,251 530,296 470,362" --label car --format labelme --out frame.json
 
+``--points 412,300 455,251 530,296 470,362`` (four arguments, unquoted) works too.
+
 Many objects over many images (batch pre-annotation), one output file per image::
 
     dcme-keras annotate --requests requests.json --model annotator_int8.tflite \\
@@ -55,6 +57,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,13 +69,15 @@ from dcme_keras.errors import UserInputError
 from dcme_keras.fileio import read_rgb
 
 FORMATS = ("cityscapes", "labelme", "coco")
+#: One ``x,y`` pixel position given as its own argument, e.g. ``412,300`` or ``412.5,300``.
+_POINT_ARG = re.compile(r"[+-]?\d+(\.\d*)?,[+-]?\d+(\.\d*)?")
 
 _MODEL = flags.DEFINE_string(
     "model", None, "annotator model: a .keras file from `dcme-keras train annotator` or a "
     ".tflite file from `dcme-keras export`")
 _POINTS = flags.DEFINE_string(
     "points", None, "the object's 4 extreme points 'x,y x,y x,y x,y' in pixels: left, top, "
-    "right, bottom")
+    "right, bottom; quoted as one argument or as 4 arguments")
 _BOX = flags.DEFINE_string(
     "box", None, "the object's box 'x0,y0,x1,y1' in pixels, inclusive corners; needs an "
     "RGB-only model (trained with --nopoints)")
@@ -146,6 +151,23 @@ def parse_points(text: str) -> np.ndarray:
                              "pairs; click the leftmost, topmost, rightmost and bottommost "
                              "points")
     return points
+
+
+def split_point_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separates the ``x,y`` positional arguments that continue ``--points``.
+
+    The shell splits ``--points 1,1 5,5 9,9 3,3`` into four arguments; absl gives the first
+    to ``--points`` and leaves the rest among the positional ones, in order.
+
+    Args:
+      argv: the positional arguments absl left, the program name first.
+
+    Returns:
+      ``(argv without them, the x,y arguments in order)``.
+    """
+    points = [a for a in argv[1:] if _POINT_ARG.fullmatch(a)]
+    rest = [argv[0], *(a for a in argv[1:] if not _POINT_ARG.fullmatch(a))]
+    return rest, points
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:
@@ -326,6 +348,7 @@ def _requests_from_flags(argv: list[str]) -> tuple[list[ImageRequest], bool]:
             raise UserInputError("--requests replaces IMAGE, --points and --box; give either "
                                  "the requests file or one image with its object")
         return read_requests(_REQUESTS.value, _LABEL.value), True
+    argv, point_args = split_point_args(argv) if _POINTS.value is not None else (argv, [])
     if len(argv) != 2:
         raise UserInputError(f"expected one IMAGE argument, got {len(argv) - 1}; run "
                              "`dcme-keras annotate IMAGE --points ... --model ... --out ...` "
@@ -333,7 +356,8 @@ def _requests_from_flags(argv: list[str]) -> tuple[list[ImageRequest], bool]:
     if (_POINTS.value is None) == (_BOX.value is None):
         raise UserInputError("give exactly one of --points 'x,y x,y x,y x,y' and --box "
                              "'x0,y0,x1,y1'")
-    obj = (ObjectRequest(_LABEL.value, points=parse_points(_POINTS.value))
+    obj = (ObjectRequest(_LABEL.value, points=parse_points(" ".join([_POINTS.value,
+                                                                     *point_args])))
            if _POINTS.value is not None
            else ObjectRequest(_LABEL.value, box=parse_box(_BOX.value)))
     return [ImageRequest(Path(argv[1]).expanduser(), (obj,), "IMAGE")], False
@@ -353,6 +377,20 @@ def _output_files(requests: Sequence[ImageRequest], out: Path, many: bool,
                                  "list each image once, and give images distinct names")
         seen[file] = request.where
     return files
+
+
+def write_documents(documents: Sequence[dict | list], out_files: Sequence[Path]) -> None:
+    """Writes each JSON document to its file: all of them, or none when one fails.
+
+    Args:
+      documents: JSON-ready annotation documents, one per image.
+      out_files: their destinations, distinct.
+    """
+    from dcme_keras.fileio import atomic_files
+
+    with atomic_files(out_files) as tmps:
+        for document, tmp in zip(documents, tmps):
+            tmp.write_text(json.dumps(document, indent=1) + "\n")
 
 
 def main(argv: list[str]) -> None:
@@ -375,11 +413,7 @@ def main(argv: list[str]) -> None:
                                 tolerance_px=_TOLERANCE_PX.value, coco_mode=_COCO_MODE.value)
                  for request, file in tqdm(list(zip(requests, out_files)), unit=" images",
                                            desc="annotating", disable=not _PROGRESS.value)]
-    from dcme_keras.fileio import atomic_path
-
-    for document, file in zip(documents, out_files):
-        with atomic_path(file) as tmp:
-            tmp.write_text(json.dumps(document, indent=1) + "\n")
+    write_documents(documents, out_files)
     objects = sum(len(r.objects) for r in requests)
     where = out_files[0] if len(out_files) == 1 else out_files[0].parent
     print(f"annotated {objects} object(s) in {len(requests)} image(s) as {fmt}: {where}")

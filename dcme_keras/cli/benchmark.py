@@ -54,12 +54,12 @@ def main(argv: list[str]) -> None:
                              "`dcme-keras benchmark model.tflite --threads 1,2`")
     threads = _parse_threads(_THREADS.value)
     # Imported here so that `dcme-keras benchmark --help` and flag errors stay fast.
-    from dcme_keras.export import benchmark
+    from dcme_keras.export import latency
 
-    result = benchmark.run_benchmarks(argv[1:], threads, keras_path=_KERAS.value,
-                                      warmup=_WARMUP.value, repeats=_REPEATS.value,
-                                      requests=_REQUESTS.value,
-                                      image_size=parse_hw(_IMAGE_SIZE.value))
-    print(benchmark.format_table(result))
+    result = latency.run_benchmarks(argv[1:], threads, keras_path=_KERAS.value,
+                                    warmup=_WARMUP.value, repeats=_REPEATS.value,
+                                    requests=_REQUESTS.value,
+                                    image_size=parse_hw(_IMAGE_SIZE.value))
+    print(latency.format_table(result))
     if _JSON.value:
-        print(f"wrote {benchmark.write_json(result, _JSON.value)}")
+        print(f"wrote {latency.write_json(result, _JSON.value)}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from dcme_keras.cli.train import route
+from dcme_keras.cli.common import route
 
 #: network -> one-line help. The evaluator is ``dcme_keras.cli.evaluate_<network>``.
 NETWORKS: dict[str, str] = {

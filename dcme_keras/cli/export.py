@@ -66,12 +66,13 @@ def main(argv: list[str]) -> None:
 
     from absl import logging
 
+    from dcme_keras import saving
     from dcme_keras.export import convert
     from dcme_keras.runtime import metadata_path
 
     # TensorFlow's SavedModel export logs every traced function at INFO.
     logging.set_verbosity(logging.WARNING)
-    model = convert.load_model(_MODEL.value)
+    model = saving.load_model(_MODEL.value)
     encoding = {}
     if convert.model_kind(model) == "annotator":
         from dcme_keras import annotate

@@ -282,10 +282,6 @@ def train(config: TrainConfig):
     training.set_precision(config.mixed_precision)
     try:
         strategy = training.make_strategy(config.strategy)
-        annotate.write_config(model_dir, annotator_config, training={
-            "settings": _settings(config), "data": data_name, "frames": sizes,
-            "replicas": strategy.num_replicas_in_sync, "hardware": hardware,
-            "tensorflow": tf.__version__, "keras": keras.__version__})
         keras.utils.set_random_seed(config.seed)
         common = dict(data_dir=config.data_dir, config=config.config,
                       classes=annotator_config.classes, min_area=config.min_area,
@@ -304,6 +300,11 @@ def train(config: TrainConfig):
         model = training.build_in_scope(strategy, lambda: annotate.compile_annotator(
             annotate.build_annotator(annotator_config), loss=config.loss,
             learning_rate=config.learning_rate))
+        # Written only now that training can start, so a failed start blocks no rerun.
+        annotate.write_config(model_dir, annotator_config, training={
+            "settings": _settings(config), "data": data_name, "frames": sizes,
+            "replicas": strategy.num_replicas_in_sync, "hardware": hardware,
+            "tensorflow": tf.__version__, "keras": keras.__version__})
         callbacks = []
         if config.precise_bn_batches and val_ds is not None:
             # Unshuffled and uncached: a short read of the first frames, every epoch.

@@ -267,7 +267,8 @@ def build_and_compile(config: TrainConfig):
 def train(config: TrainConfig):
     """Train (or resume training) the DCME network as ``config`` says.
 
-    Writes ``config.json`` (settings, split sizes, replicas, hardware, versions), runs
+    Writes ``config.json`` (settings, split sizes, replicas, hardware, versions) once the
+    model is built, so a start that fails leaves none behind; then runs
     :func:`dcme_keras.training.fit`, then draws ``loss_curves.png`` from ``history.csv``.
     The global Keras dtype policy is restored afterwards.
 
@@ -310,11 +311,6 @@ def train(config: TrainConfig):
     training.set_precision(config.mixed_precision)
     try:
         strategy = training.make_strategy(config.strategy)
-        record = {"settings": _settings(config), "data": data_name, "splits": sizes,
-                  "replicas": strategy.num_replicas_in_sync, "hardware": hardware,
-                  "tensorflow": tf.__version__, "keras": keras.__version__}
-        with atomic_path(model_dir / CONFIG_FILE) as tmp:
-            tmp.write_text(json.dumps(record, indent=2) + "\n")
         replicas = strategy.num_replicas_in_sync
         if config.batch_size < replicas:
             raise UserInputError(f"--batch_size {config.batch_size} is the global batch and "
@@ -337,6 +333,13 @@ def train(config: TrainConfig):
                                          drop_remainder=val_drop, **common)
                   if val_batch else None)
         model = training.build_in_scope(strategy, lambda: build_and_compile(config))
+        # Written only now that training can start: a start that failed above (batch vs
+        # replicas, missing weights) must not leave a record that blocks the rerun.
+        record = {"settings": _settings(config), "data": data_name, "splits": sizes,
+                  "replicas": replicas, "hardware": hardware,
+                  "tensorflow": tf.__version__, "keras": keras.__version__}
+        with atomic_path(model_dir / CONFIG_FILE) as tmp:
+            tmp.write_text(json.dumps(record, indent=2) + "\n")
         # The backup restores Adam's state, its learning rate included; setting it again
         # once restored lets a resumed run change --learning_rate.
         set_learning_rate = keras.callbacks.LambdaCallback(

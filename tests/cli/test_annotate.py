@@ -116,9 +116,19 @@ GOOD = {
             "--format", "coco", "--tolerance_px", "0", "--out", "out/box.json"],
     "points_on_rgb": ["b.png", "--model", "rgb/model.keras", "--points", POINTS_TEXT,
                       "--out", "out/points_on_rgb.json"],
+    # The shell's split of an unquoted --points: 4 arguments, the image before or after.
+    "separate_points": ["a_leftImg8bit.png", "--model", "points/model.keras", "--points",
+                        *POINTS_TEXT.split(), "--format", "coco", "--tolerance_px", "0",
+                        "--out", "out/separate_coco.json"],
+    "separate_points_image_last": ["--model", "points/model.keras", "--points",
+                                   *POINTS_TEXT.split(), "a_leftImg8bit.png", "--format",
+                                   "coco", "--tolerance_px", "0", "--out",
+                                   "out/separate_last_coco.json"],
 }
 BAD = {
     "three points": ["b.png", "--points", "30,50 52,20 90,45"],
+    "three separate points": ["b.png", "--points", "30,50", "52,20", "90,45"],
+    "separate point outside": ["b.png", "--points", "30,50", "52,20", "190,45", "60,80"],
     "point outside": ["b.png", "--points", "30,50 52,20 190,45 60,80"],
     "identical points": ["b.png", "--points", "30,50 30,50 30,50 30,50"],
     "unreadable image": ["broken.png", "--points", POINTS_TEXT],
@@ -192,6 +202,12 @@ def test_tflite_model_gives_the_keras_mask(files, runs, expected):
     np.testing.assert_array_equal(mask, expected)
 
 
+@pytest.mark.parametrize("name", ["separate_coco.json", "separate_last_coco.json"])
+def test_points_as_four_arguments_give_the_quoted_mask(files, runs, expected, name):
+    mask, _ = _decode_coco(files / "out" / name)
+    np.testing.assert_array_equal(mask, expected)
+
+
 def test_cityscapes_json_rasterizes_to_the_mask(files, runs, expected):
     from cityscapesscripts.helpers.annotation import Annotation
     from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
@@ -258,6 +274,8 @@ def test_bad_input_messages_name_the_problem(runs):
     _, bad = runs
     expected = {
         "three points": "gives 3 point(s), not 4",
+        "three separate points": "'30,50 52,20 90,45' gives 3 point(s), not 4",
+        "separate point outside": "outside the 128x96 (WxH) image",
         "point outside": "outside the 128x96 (WxH) image",
         "identical points": "all 4 points are the same",
         "unreadable image": "cannot read the image",
@@ -300,3 +318,16 @@ def test_inspect_model_tells_kinds_apart_without_tensorflow(files):
         annotate.inspect_model(files / "dcme.keras")
     assert annotate.inspect_model(files / "points.tflite") == {
         "format": "tflite", "size": SIZE, "points": True}
+
+
+def test_requests_output_is_all_files_or_none(tmp_path):
+    from dcme_keras.cli.annotate import write_documents
+
+    out = tmp_path / "batch"
+    files = [out / "a.json", out / "b.json", out / "c.json"]
+    # The second document cannot be written (not JSON), after the first one was.
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        write_documents([{"shapes": []}, {"shapes": [object()]}, {"shapes": []}], files)
+    assert not out.exists()
+    write_documents([{"shapes": []}] * 3, files)
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "b.json", "c.json"]

@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
+from dcme_keras import evaluate_dcme, saving
 from dcme_keras.classes import THING_LABEL_IDS
-from dcme_keras.cli import evaluate_dcme
 from dcme_keras.data.synthetic import write_dataset
 from dcme_keras.errors import UserInputError
 from dcme_keras.models.deeplab_dcme import build_deeplab_dcme
@@ -46,7 +46,7 @@ def _gt_instances(root, split="val"):
 
 def test_all_tables_share_one_forward_pass_and_are_saved(root, model_path, tmp_path,
                                                          monkeypatch):
-    model = evaluate_dcme.load_model(model_path)
+    model = saving.load_model(model_path, kind="dcme")
     calls = []
     predict = model.predict_on_batch
     monkeypatch.setattr(model, "predict_on_batch", lambda x: calls.append(len(x)) or predict(x))
@@ -75,6 +75,22 @@ def test_all_tables_share_one_forward_pass_and_are_saved(root, model_path, tmp_p
     for suffix in ("fig4", "dcme_magnitude_pred", "dcme_magnitude_gt"):
         assert cv2.imread(str(out / "figures" / f"{stem}_{suffix}.png")) is not None, suffix
     assert len(list((out / "figures").iterdir())) == 3
+
+
+def test_a_failure_while_drawing_leaves_no_table_and_no_figure(root, model_path, tmp_path,
+                                                               monkeypatch):
+    from dcme_keras import figures
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected: cannot draw")
+
+    # Fig. 4 of the first frame is drawn, then the magnitude map fails.
+    monkeypatch.setattr(figures, "magnitude_figure", broken)
+    out = tmp_path / "eval"
+    with pytest.raises(RuntimeError, match="injected"):
+        evaluate_dcme.evaluate_model(saving.load_model(model_path, kind="dcme"), root,
+                                     num_figures=1, out=out, progress=False)
+    assert not out.exists()
 
 
 def test_frame_outputs_cache_and_membership(root, tmp_path):
@@ -106,7 +122,7 @@ def test_data_label_names_synthetic_data(root, tmp_path):
 
 
 def test_bad_inputs_are_user_errors(root, model_path, tmp_path):
-    model = evaluate_dcme.load_model(model_path)
+    model = saving.load_model(model_path, kind="dcme")
     (tmp_path / "tfds" / "cityscapes_instances").mkdir(parents=True)
     with pytest.raises(UserInputError, match="TFDS data dir"):
         evaluate_dcme.evaluate_model(model, tmp_path / "tfds")
@@ -115,11 +131,11 @@ def test_bad_inputs_are_user_errors(root, model_path, tmp_path):
     with pytest.raises(UserInputError, match="differs from the model's input"):
         evaluate_dcme.evaluate_model(model, root, image_size=(128, 256))
     with pytest.raises(UserInputError, match="not an existing .keras file"):
-        evaluate_dcme.load_model(tmp_path / "missing.keras")
+        saving.load_model(tmp_path / "missing.keras", kind="dcme")
     other = tmp_path / "dense.keras"
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]).save(other)
     with pytest.raises(UserInputError, match="not a DCME network"):
-        evaluate_dcme.load_model(other)
+        saving.load_model(other, kind="dcme")
 
 
 def _cli(*args):

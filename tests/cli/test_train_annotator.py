@@ -1,6 +1,7 @@
 """``dcme-keras train annotator`` / ``evaluate annotator`` and the evaluation maths behind them."""
 
 import csv
+import dataclasses
 import json
 import math
 import subprocess
@@ -163,3 +164,16 @@ def test_evaluate_cli_refuses_a_text_file_as_model(data_dir, tmp_path):
         capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
     assert "is not a Keras model archive" in out.stderr.splitlines()[-1]
+
+
+def test_a_failed_start_leaves_no_config_and_the_fixed_rerun_trains(data_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    # Fails while compiling, after the data checks; levels is part of the network.
+    with pytest.raises(UserInputError, match="learning rate 0.0 must be > 0"):
+        train_annotator.train(dataclasses.replace(
+            _config(data_dir, model_dir, epochs=1, learning_rate=0.0), levels=2))
+    assert not (model_dir / "config.json").exists()
+    history = train_annotator.train(_config(data_dir, model_dir, epochs=1, steps_per_epoch=1,
+                                            validation_steps=1))
+    assert history.epoch == [0]
+    assert annotate.read_config(model_dir).levels == 3

@@ -173,3 +173,18 @@ def test_cli_mirrored_on_two_logical_cpus_with_mixed_precision(data_dir, tmp_pat
     assert model.get_layer("extra1_conv").dtype_policy.name == "mixed_float16"
     outputs = model(np.zeros((1, *SIZE, 3), np.float32))
     assert outputs["dcme"].dtype == "float32" and outputs["grid"].dtype == "float32"
+
+
+def test_a_failed_start_leaves_no_config_and_the_fixed_rerun_trains(data_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    # Fails while building (the tiny backbone has no ImageNet weights), after the checks.
+    broken = _config(data_dir, model_dir, mixed_precision=True, backbone_weights="imagenet")
+    with pytest.raises(UserInputError, match="no pretrained weights"):
+        train_dcme.train(broken)
+    assert not (model_dir / "config.json").exists()
+    # mixed_precision is a resume key: a leftover config.json would refuse this rerun.
+    history = train_dcme.train(_config(data_dir, model_dir, epochs=1, steps_per_epoch=1,
+                                       validation_steps=1))
+    assert history.epoch == [0]
+    record = json.loads((model_dir / "config.json").read_text())
+    assert record["settings"]["mixed_precision"] is False

@@ -8,6 +8,7 @@ covers x1 - x0 + 1 columns.
 """
 
 import collections
+import os
 import json
 import shutil
 import subprocess
@@ -333,3 +334,32 @@ def test_cli_missing_manual_dir_is_refused_before_tensorflow_loads(tmp_path):
         f"dcme-keras build: error: --manual_dir {tmp_path / 'nowhere'} is not a folder; pass "
         "the folder that holds leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip (or "
         "leftImg8bit/ and gtFine/)")
+
+
+def test_only_train_builds_train_and_names_the_missing_split(folders, tmp_path, caplog):
+    for top in ("leftImg8bit", "gtFine"):
+        shutil.copytree(folders[0] / top / "train", tmp_path / "manual" / top / "train")
+    with caplog.at_level("WARNING", logger=cib.__name__):
+        builder = _build(tmp_path / "manual", tmp_path / "data")
+    assert {name: s.num_examples for name, s in builder.info.splits.items()} == {"train": 2}
+    assert sorted(_examples(builder, "train")) == ["alpha_000000_000001", "beta_000000_000007"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("no images for split(s) validation (val/); building only train" in w
+               for w in warnings), warnings
+
+
+def test_no_split_at_all_is_a_clear_error(tmp_path):
+    for top in ("leftImg8bit", "gtFine"):
+        (tmp_path / top / "test" / "berlin").mkdir(parents=True)
+    with pytest.raises(UserInputError, match=r"leftImg8bit holds neither "
+                       r"train/<city>/\*_leftImg8bit\.png nor val/<city>/\*_leftImg8bit\.png"):
+        _build(tmp_path, tmp_path / "data")
+
+
+def test_import_tfds_cityscapes_registers_the_builder():
+    code = ("import tensorflow_datasets as tfds, tfds_cityscapes\n"
+            "print(type(tfds.builder('cityscapes_instances', data_dir='/nonexistent')).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "Builder"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from dcme_keras.export import benchmark
+from dcme_keras.export import latency
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_cli_prints_the_table_with_keras_and_paper_rows(models):
 
 def test_dcme_benchmark_times_invoke_and_decode(models):
     _, paths = models
-    row = benchmark.benchmark_tflite(paths["dcme"], 1, warmup=1, repeats=2)
+    row = latency.benchmark_tflite(paths["dcme"], 1, warmup=1, repeats=2)
     assert row["kind"] == "dcme" and row["throughput_unit"] == "images/s"
     assert set(row) >= {"invoke", "decode", "decode_reference", "total", "peak_mib",
                         "op_report"}
@@ -52,7 +52,7 @@ def test_dcme_benchmark_times_invoke_and_decode(models):
 
 
 def test_annotator_requests_are_objects_with_their_extreme_points():
-    requests = benchmark.annotator_requests(3, (128, 256))
+    requests = latency.annotator_requests(3, (128, 256))
     assert len(requests) == 3
     for image, points in requests:
         assert image.shape == (128, 256, 3) and points.shape == (4, 2)

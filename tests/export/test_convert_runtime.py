@@ -139,3 +139,13 @@ def test_polygons_traced_in_the_crop_box_equal_tracing_the_whole_mask(exported):
         assert len(g.holes) == len(w.holes)
         for gh, wh in zip(g.holes, w.holes):
             np.testing.assert_array_equal(gh, wh)
+
+
+def test_model_and_sidecar_are_written_both_or_neither(tmp_path):
+    out = tmp_path / "export" / "m.tflite"
+    # The metadata fails to serialise after the model bytes were staged.
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        convert.write_tflite(b"TFL3 bytes", out, {"kind": "annotator", "bad": object()})
+    assert not (tmp_path / "export").exists()
+    convert.write_tflite(b"TFL3 bytes", out, {"kind": "annotator"})
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.tflite", "m.tflite.json"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import zipfile
 from collections.abc import Iterator, Mapping
 
@@ -33,6 +34,7 @@ from dcme_keras.classes import GROUP_SUFFIX
 from dcme_keras.errors import UserInputError
 
 _DOWNLOAD_PAGE = "https://www.cityscapes-dataset.com/downloads/"
+_LOG = logging.getLogger(__name__)
 
 #: Top-level Cityscapes folder -> official archive whose members start with that folder.
 ARCHIVES: dict[str, str] = {
@@ -145,13 +147,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         manual_dir = epath.Path(dl_manager.manual_dir)
-        # Check every split before the first example is written, so that a partial
+        # Check every split before the first example is written, so that a broken
         # manual dir fails in seconds instead of after the train split.
         with open_trees(manual_dir) as (images, gt):
-            for cs_split in SPLITS.values():
+            present = present_splits(images)
+            for cs_split in present.values():
                 list_frames(images, gt, cs_split)
         return {split: self._generate_examples(manual_dir, cs_split)
-                for split, cs_split in SPLITS.items()}
+                for split, cs_split in present.items()}
 
     def _generate_examples(self, manual_dir: epath.Path, cs_split: str):
         scale = self.builder_config.scale
@@ -257,6 +260,36 @@ def open_trees(manual_dir: epath.Path) -> Iterator[tuple[Tree, Tree]]:
             stack.callback(tree.close)
             trees.append(tree)
         yield trees[0], trees[1]
+
+
+def present_splits(images: Tree) -> dict[str, str]:
+    """The splits of :data:`SPLITS` that have images; logs a warning naming the others.
+
+    A manual dir with only some splits extracted (e.g. only ``train/``) still builds: the
+    splits that are there become the dataset's splits.
+
+    Args:
+      images: the leftImg8bit tree.
+
+    Returns:
+      TFDS split -> Cityscapes split folder, for the splits with at least one image.
+
+    Raises:
+      UserInputError: when no split has an image.
+    """
+    present = {split: cs_split for split, cs_split in SPLITS.items()
+               if any(p.endswith(_IMAGE_SUFFIX) for p in images.list(cs_split))}
+    folders = " nor ".join(f"{cs_split}/<city>/*{_IMAGE_SUFFIX}" for cs_split in SPLITS.values())
+    if not present:
+        raise UserInputError(
+            f"{images.where} holds neither {folders}; put the complete "
+            f"{ARCHIVES['leftImg8bit']} from {_DOWNLOAD_PAGE} there")
+    missing = [f"{split} ({cs_split}/)" for split, cs_split in SPLITS.items()
+               if split not in present]
+    if missing:
+        _LOG.warning("%s has no images for split(s) %s; building only %s", images.where,
+                     ", ".join(missing), ", ".join(present))
+    return present
 
 
 @dataclasses.dataclass(frozen=True)

@@ -342,7 +342,7 @@ def benchmark_keras(keras_path: str | os.PathLike, threads: int, *, warmup: int 
 
     tf.config.threading.set_intra_op_parallelism_threads(int(threads))
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from dcme_keras.export.convert import load_model
+    from dcme_keras.saving import load_model
 
     baseline, how = _start_memory()
     model = load_model(keras_path)

@@ -36,6 +36,8 @@ DEFAULT_CALIBRATION_SAMPLES = {"annotator": 200, "dcme": 24}
 DEFAULT_PARITY_SAMPLES = {"annotator": 256, "dcme": 6}
 #: Largest accepted loss of annotator iIoU against Keras [IoU points].
 DEFAULT_MAX_IOU_DROP = 1.0
+#: Largest accepted loss of DCME detection accuracy at IoU 0.5 against Keras [points].
+DEFAULT_MAX_DETECTION_DROP = 5.0
 
 
 class ParityError(UserInputError):
@@ -203,7 +205,9 @@ def model_metadata(model, *, quantization: str, point_radius: int = ep.DEFAULT_R
 def export_model(model, out_path: str | os.PathLike, *, quantization: str = "float32",
                  representative_source: str = "synthetic",
                  calibration_samples: int | None = None, parity_samples: int | None = None,
-                 max_iou_drop: float = DEFAULT_MAX_IOU_DROP, allow_drop: bool = False,
+                 max_iou_drop: float = DEFAULT_MAX_IOU_DROP,
+                 max_detection_drop: float = DEFAULT_MAX_DETECTION_DROP,
+                 allow_drop: bool = False,
                  point_radius: int = ep.DEFAULT_RADIUS, margin: float = ep.DEFAULT_MARGIN,
                  annotator_classes: Sequence[str] = classes.ANNOTATOR_CLASSES,
                  source_name: str | None = None, progress: bool = True,
@@ -225,7 +229,9 @@ def export_model(model, out_path: str | os.PathLike, *, quantization: str = "flo
       parity_samples: held-out objects or frames for the parity check; ``None`` takes
         :data:`DEFAULT_PARITY_SAMPLES`.
       max_iou_drop: largest accepted annotator iIoU loss against Keras [IoU points].
-      allow_drop: write the model even when it lost more than ``max_iou_drop``.
+      max_detection_drop: largest accepted DCME loss of detection accuracy at IoU 0.5
+        against Keras, on the held-out frames [points].
+      allow_drop: write the model even when it lost more than the gate allows.
       point_radius, margin: the annotator's preprocessing, recorded in the sidecar.
       annotator_classes: the annotator's training classes: recorded in the sidecar, and
         the objects of its calibration and parity data.
@@ -237,8 +243,9 @@ def export_model(model, out_path: str | os.PathLike, *, quantization: str = "flo
       The metadata written to the sidecar, with the parity report under ``"parity"``.
 
     Raises:
-      ParityError: when the annotator lost more than ``max_iou_drop`` and not
-        ``allow_drop``; nothing is written then.
+      ParityError: when the annotator lost more than ``max_iou_drop``, or the DCME
+        network more than ``max_detection_drop``, and not ``allow_drop``; nothing is
+        written then.
       UserInputError: for bad arguments or data.
     """
     from dcme_keras.export import parity, representative
@@ -280,18 +287,25 @@ def export_model(model, out_path: str | os.PathLike, *, quantization: str = "flo
         report = parity.annotator_parity(model, tflite, inputs, targets, progress=progress)
     else:
         report = parity.dcme_parity(model, tflite, parity_samples, progress=progress)
-    report["max_iou_drop"] = float(max_iou_drop) if kind == "annotator" else None
+    if kind == "annotator":
+        drop, limit, unit = report["iou_drop"], float(max_iou_drop), "IoU points"
+        report["max_iou_drop"] = limit
+    else:
+        drop, limit = report["detection_drop"], float(max_detection_drop)
+        unit = f"points of detection accuracy @IoU {parity.DETECTION_IOU}"
+        report["max_detection_drop"] = limit
     report["op_report"] = tflite.op_report()
     echo(parity.format_report(report, quantization=quantization))
-    if kind == "annotator" and report["iou_drop"] > max_iou_drop:
+    if drop > limit:
         if not allow_drop:
+            flag = "--max_iou_drop" if kind == "annotator" else "--max_detection_drop"
             raise ParityError(
-                f"the {quantization} model loses {report['iou_drop']:.2f} IoU points against "
-                f"Keras (more than {max_iou_drop:g}); nothing was written. Calibrate on real "
-                "images (--representative DIR), use float16 or dynamic, or pass --allow_drop",
+                f"the {quantization} model loses {drop:.2f} {unit} against Keras (more than "
+                f"{limit:g}, {flag}); nothing was written. Calibrate on real images "
+                "(--representative DIR), use float16 or dynamic, or pass --allow_drop",
                 report)
         echo(f"warning: writing anyway (--allow_drop) although the model loses "
-             f"{report['iou_drop']:.2f} IoU points")
+             f"{drop:.2f} {unit}")
     meta["parity"] = report
     write_tflite(flatbuffer, out_path, meta)
     return meta

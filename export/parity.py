@@ -18,9 +18,11 @@ between the two DCME maps (Euclidean norm per pixel [px]: mean and max over all 
 mean over the pixels either model calls foreground, ``|v| >= 0.5`` px); the share of grid
 cells whose argmax class agrees; and for each model the official Cityscapes AP / AP50
 (:func:`dcme_keras.evaluation.evaluate_outputs`) and the detection accuracy at IoU 0.5
-(:func:`dcme_keras.evaluation.detection_accuracy`, classes aside) on those frames. A few
-small synthetic frames make a noisy AP, so the vector error is the finer signal; nothing
-gates on DCME figures.
+(:func:`dcme_keras.evaluation.detection_accuracy`, classes aside) on those frames. The
+**detection drop** (Keras minus TFLite detection accuracy, in points) is what the export
+gate reads: quantized vectors that no longer decode into the same instances fail it. A
+few small synthetic frames make a noisy AP, so it is reported, not gated. An int8
+model's outputs are decoded with the exact-center path off, as the runtime does.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from tqdm import tqdm
 from dcme_keras import evaluation, inference, keys, metrics
 from dcme_keras.classes import ANNOTATOR_CLASSES
 from dcme_keras.data import pipelines, synthetic
-from dcme_keras.dcme import codec_np
 from dcme_keras.export import representative
 from dcme_keras.runtime import TFLiteModel, sigmoid
 
@@ -116,20 +117,23 @@ def is_empty_curve_error(err: IndexError) -> bool:
             and "cityscapesscripts" in Path(code.co_filename).parts)
 
 
-def _quality(root: str, outputs: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
+def _quality(root: str, outputs: Mapping[str, Mapping[str, np.ndarray]],
+             decode_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """AP, AP50 and detection accuracy of precomputed outputs on the ``val`` frames."""
     try:
-        ap = evaluation.evaluate_outputs(root, outputs, "val", progress=False)
+        ap = evaluation.evaluate_outputs(root, outputs, "val", progress=False,
+                                         decode_kwargs=decode_kwargs)
     except IndexError as err:
         if not is_empty_curve_error(err):
             raise
         ap = {"AP": float("nan"), "AP50": float("nan")}
     detection = evaluation.detection_accuracy(root, outputs, "val", thresholds=[DETECTION_IOU],
-                                              progress=False)
+                                              decode_kwargs=decode_kwargs, progress=False)
     return {"AP": ap["AP"], "AP50": ap["AP50"],
             "detection": detection["per_threshold"][0]["accuracy"],
-            "instances": sum(int(codec_np.decode_dcme(out[keys.DCME])[1].shape[0])
-                             for out in outputs.values())}
+            "instances": sum(len(inference.instances_from_outputs(
+                out[keys.DCME], out[keys.GRID], foreground_logits=out.get(keys.FOREGROUND),
+                decode_kwargs=decode_kwargs)) for out in outputs.values())}
 
 
 def dcme_parity(model, tflite: TFLiteModel, frames: int, *, seed: int = representative.PARITY_SEED,
@@ -146,9 +150,12 @@ def dcme_parity(model, tflite: TFLiteModel, frames: int, *, seed: int = represen
     Returns:
       ``{"kind": "dcme", "samples": frames, "vector_error_mean", "vector_error_max",
       "vector_error_foreground_mean" [px], "grid_agreement" [%], "keras": {"AP", "AP50",
-      "detection", "instances"}, "tflite": {...}}``; AP, AP50 and detection accuracy in
-      percent (``nan`` when the frames hold no scored instance).
+      "detection", "instances"}, "tflite": {...}, "detection_drop"}``; AP, AP50 and
+      detection accuracy in percent (``nan`` when the frames hold no scored instance),
+      the drop in points (0 when either accuracy is ``nan``).
     """
+    tflite_decode = ({"exact_tolerance": None}
+                     if tflite.metadata.get("quantization") == "int8" else {})
     height, width = (int(v) for v in tflite.input_shape[1:3])
     errors, foreground, agree = [], [], []
     outputs: dict[str, dict] = {"keras": {}, "tflite": {}}
@@ -170,6 +177,9 @@ def dcme_parity(model, tflite: TFLiteModel, frames: int, *, seed: int = represen
             agree.append(k[keys.GRID].argmax(-1) == t[keys.GRID].argmax(-1))
         errors_all = np.stack(errors)
         moving_errors = np.concatenate(foreground)
+        keras_quality = _quality(root, outputs["keras"], {})
+        tflite_quality = _quality(root, outputs["tflite"], tflite_decode)
+        drop = keras_quality["detection"] - tflite_quality["detection"]
         return {
             "kind": "dcme",
             "samples": int(frames),
@@ -178,8 +188,9 @@ def dcme_parity(model, tflite: TFLiteModel, frames: int, *, seed: int = represen
             "vector_error_foreground_mean": (float(moving_errors.mean())
                                              if moving_errors.size else 0.0),
             "grid_agreement": 100.0 * float(np.mean(np.stack(agree))),
-            "keras": _quality(root, outputs["keras"]),
-            "tflite": _quality(root, outputs["tflite"]),
+            "keras": keras_quality,
+            "tflite": tflite_quality,
+            "detection_drop": 0.0 if math.isnan(drop) else float(drop),
         }
 
 
@@ -216,7 +227,9 @@ def format_report(report: Mapping[str, Any], *, quantization: str) -> str:
                 (f"detection acc. @IoU {DETECTION_IOU} [%]", _fmt(k["detection"]),
                  _fmt(t["detection"])),
                 ("decoded instances", str(k["instances"]), str(t["instances"]))]
-        footer = [f"DCME vector error [px]: mean {_fmt(report['vector_error_mean'], 4)}, "
+        footer = [f"detection drop: {_fmt(report['detection_drop'])} points (Keras - TFLite "
+                  f"detection accuracy @IoU {DETECTION_IOU})",
+                  f"DCME vector error [px]: mean {_fmt(report['vector_error_mean'], 4)}, "
                   f"max {_fmt(report['vector_error_max'], 4)}, on foreground "
                   f"{_fmt(report['vector_error_foreground_mean'], 4)}",
                   f"grid cells with the same class: {_fmt(report['grid_agreement'])} %"]

@@ -61,7 +61,7 @@ def cli_exports(tmp_path_factory):
     export overrides the radius with 4),
     ``dcme.keras`` (DCME tiny, 64x128x3) and ``{ann,dcme}_{float32,int8}.tflite`` with
     sidecars; ``results[(kind, name)] = (exit code, stdout, stderr)`` for ``name`` in
-    float32, int8 and, for the annotator, ``refused`` (an int8 export the gate refuses)."""
+    float32, int8 and ``refused`` (an int8 export the gate refuses)."""
     tmp = tmp_path_factory.mktemp("cli_export")
     build_unet_preset("tiny").save(tmp / "ann.keras")
     # A training run's record of the input encoding, which export copies to the sidecar.
@@ -85,6 +85,10 @@ def cli_exports(tmp_path_factory):
                     *fast_dcme],
         "int8": ["--model", tmp / "dcme.keras", "--quantization", "int8",
                  "--representative", "synthetic", "--out", tmp / "dcme_int8.tflite", *fast_dcme],
+        # Detection accuracy drops at least -100 points: this limit refuses any model.
+        "refused": ["--model", tmp / "dcme.keras", "--quantization", "int8",
+                    "--representative", "synthetic", "--max_detection_drop=-101",
+                    "--out", tmp / "refused" / "dcme.tflite", *fast_dcme],
     })
     results = {("annotator", k): v for k, v in _finish(annotator).items()}
     results.update({("dcme", k): v for k, v in _finish(dcme).items()})

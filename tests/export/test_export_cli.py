@@ -4,6 +4,7 @@ The exports themselves run once per session in the ``cli_exports`` fixture
 (``tests/export/conftest.py``).
 """
 
+import json
 import subprocess
 import sys
 
@@ -66,14 +67,29 @@ def test_cli_writes_model_sidecar_and_parity_report(cli_exports, kind, quantizat
             assert meta["parity"]["grid_agreement"] == pytest.approx(100.0)
 
 
-def test_int8_that_loses_too_much_is_refused_and_nothing_is_written(cli_exports):
+@pytest.mark.parametrize("kind, shown, flag", [
+    ("annotator", "IoU drop", "--max_iou_drop"),
+    ("dcme", "detection drop", "--max_detection_drop"),
+])
+def test_int8_that_loses_too_much_is_refused_and_nothing_is_written(cli_exports, kind, shown,
+                                                                    flag):
     tmp, results = cli_exports
-    code, out, err = results[("annotator", "refused")]
+    code, out, err = results[(kind, "refused")]
     assert code == 2
-    assert "IoU drop" in out  # the report is shown before refusing
+    assert shown in out  # the report is shown before refusing
     lines = err.strip().splitlines()
     assert "nothing was written" in lines[-1] and "--allow_drop" in lines[-1]
-    assert code == 2 and not any((tmp / "refused").iterdir())
+    assert flag in lines[-1]
+    assert not any((tmp / "refused").iterdir())
+
+
+def test_dcme_sidecar_records_the_detection_gate(cli_exports):
+    tmp, results = cli_exports
+    assert results[("dcme", "int8")][0] == 0
+    report = json.loads((tmp / "dcme_int8.tflite.json").read_text())["parity"]
+    assert report["max_detection_drop"] == 5.0
+    assert report["detection_drop"] <= 5.0
+    assert {"detection", "instances"} <= set(report["keras"]) & set(report["tflite"])
 
 
 def test_a_file_that_is_not_a_keras_model_is_a_one_line_error_with_exit_2(tmp_path):

@@ -47,7 +47,7 @@ def test_the_cityscapesscripts_case_is_what_is_caught():
 def test_empty_curve_gives_nan_ap(monkeypatch, no_detection):
     monkeypatch.setattr(evaluation, "evaluate_outputs",
                         lambda *a, **k: _all_predictions_ignored())
-    quality = parity._quality("unused", _frame_outputs())
+    quality = parity._quality("unused", _frame_outputs(), {})
     assert np.isnan(quality["AP"]) and np.isnan(quality["AP50"])
     assert quality["instances"] == 0
 
@@ -58,4 +58,4 @@ def test_an_index_error_of_our_own_code_propagates(monkeypatch, no_detection):
 
     monkeypatch.setattr(evaluation, "evaluate_outputs", buggy_evaluation)
     with pytest.raises(IndexError, match="list index out of range"):
-        parity._quality("unused", _frame_outputs())
+        parity._quality("unused", _frame_outputs(), {})

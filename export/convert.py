@@ -61,12 +61,12 @@ def model_kind(model) -> str:
     names = set(model.output.keys()) if isinstance(model.output, dict) else set()
     if names == {keys.MASK}:
         return "annotator"
-    if names == {keys.DCME, keys.GRID}:
+    if names in ({keys.DCME, keys.GRID}, {keys.DCME, keys.GRID, keys.FOREGROUND}):
         return "dcme"
     raise UserInputError(
         f"model outputs {sorted(names) or model.output_names} are neither {{{keys.MASK!r}}} "
-        f"(annotator) nor {{{keys.DCME!r}, {keys.GRID!r}}} (DCME); export a model built by "
-        "dcme_keras")
+        f"(annotator) nor {{{keys.DCME!r}, {keys.GRID!r}}} (DCME, optionally with "
+        f"{keys.FOREGROUND!r}); export a model built by dcme_keras")
 
 
 def convert(model, *, quantization: str = "float32",
@@ -190,13 +190,17 @@ def model_metadata(model, *, quantization: str, point_radius: int = ep.DEFAULT_R
                              f"{height}x{width} input; export a network built by "
                              "build_deeplab_dcme")
     names = ("background",) + classes.THING_CLASSES
+    outputs = {keys.DCME: f"[1, {height}, {width}, 2] (dy, dx) pixels to the instance's "
+                          "center of mass",
+               keys.GRID: f"[1, {grid_h}, {grid_w}, {len(names)}] logits; softmax over the "
+                          "last axis, 0 = background"}
+    if keys.FOREGROUND in model.output:
+        outputs[keys.FOREGROUND] = (f"[1, {height}, {width}, 1] logits; sigmoid >= 0.5 is "
+                                    "an instance pixel, the decoder's foreground")
     return {**meta,
             "input_range": [0.0, 255.0],
             "normalization": "RGB 0..255 float32; the network normalizes itself",
-            "outputs": {keys.DCME: f"[1, {height}, {width}, 2] (dy, dx) pixels to the "
-                                   "instance's center of mass",
-                        keys.GRID: f"[1, {grid_h}, {grid_w}, {len(names)}] logits; softmax "
-                                   "over the last axis, 0 = background"},
+            "outputs": outputs,
             "grid_size": grid_size,
             "classes": [{"name": n, "grid_id": g, "label_id": classes.grid_id_to_label_id(g)}
                         for g, n in enumerate(names)]}

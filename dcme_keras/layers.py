@@ -200,3 +200,44 @@ class GridClassifier(_ConvStackHead):
                        "num_convs": self.num_convs, "kernel_size": self.kernel_size,
                        "use_batch_norm": self.use_batch_norm})
         return config
+
+
+@keras.saving.register_keras_serializable(package="dcme_keras")
+class ForegroundHead(_ConvStackHead):
+    """Optional, beyond the paper: per-pixel logits that a pixel belongs to an instance.
+
+    ``num_convs`` x (kxk conv -> BN -> ReLU), then a linear float32 1x1 conv to 1
+    channel. It reads the same full-resolution decoder features as :class:`DCMEHead`.
+    Logits, not probabilities: the sigmoid is applied outside (an int8 TFLite export
+    keeps its activations outside the graph), and the loss is binary cross-entropy
+    from logits.
+
+    Args:
+      filters: width of the hidden convs.
+      num_convs: number of hidden conv blocks; 0 gives a plain 1x1 classifier.
+      kernel_size: kernel size of the hidden convs.
+      use_batch_norm: batch-normalize the hidden convs (their bias is then dropped).
+      **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
+
+    Call args:
+      features: ``[B, H, W, C]`` float, decoder features at the DCME map's resolution.
+
+    Returns:
+      ``foreground: [B, H, W, 1] float32, logits`` (> 0: instance pixel).
+
+    Example:
+      >>> head = ForegroundHead(filters=8, num_convs=1, name="foreground")
+      >>> tuple(head(keras.ops.zeros((1, 16, 32, 4))).shape)
+      (1, 16, 32, 1)
+    """
+
+    def __init__(self, filters: int = 64, num_convs: int = 1, kernel_size: int = 3,
+                 use_batch_norm: bool = True, **kwargs):
+        super().__init__(1, filters, num_convs, kernel_size, use_batch_norm, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "num_convs": self.num_convs,
+                       "kernel_size": self.kernel_size,
+                       "use_batch_norm": self.use_batch_norm})
+        return config

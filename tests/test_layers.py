@@ -112,3 +112,22 @@ def test_model_with_both_heads_survives_keras_save_load(tmp_path):
     for key in ("dcme", "grid"):
         np.testing.assert_array_equal(before[key], after[key])
     assert reloaded.get_layer("dcme").get_config() == model.get_layer("dcme").get_config()
+
+
+def test_foreground_head_shape_params_and_config_round_trip():
+    from dcme_keras.layers import ForegroundHead
+
+    # conv 3*3*4*8 (no bias) + BN 4*8 + 1x1 8*1+1
+    head = ForegroundHead(filters=8, num_convs=1, name="foreground")
+    out = head(np.random.default_rng(0).normal(size=(2, 8, 16, 4)).astype("float32"))
+    assert tuple(out.shape) == (2, 8, 16, 1) and out.dtype == "float32"
+    assert head.count_params() == 288 + 32 + 9
+    base = set(keras.layers.Layer(name="x").get_config())
+    assert set(head.get_config()) - base == {
+        "filters", "num_convs", "kernel_size", "use_batch_norm"}
+    clone = ForegroundHead.from_config(head.get_config())
+    assert clone.get_config() == head.get_config()
+    clone.build([2, 8, 16, 4])
+    assert clone.count_params() == head.count_params()
+    assert ForegroundHead(filters=8, dtype="mixed_float16")(
+        np.ones((1, 4, 4, 3), "float32")).dtype == "float32"

@@ -19,6 +19,11 @@ by validation loss, ``last.keras``, ``history.csv``, ``tensorboard/``, ``backup/
 ``--model_dir`` continues from the last finished epoch with the optimizer state;
 ``--epochs`` is the total. ``--batch_size`` is the global batch: under ``--strategy
 mirrored`` each of R replicas gets ``batch_size / R``.
+
+``--foreground_head`` (beyond the paper, off by default) adds the optional per-pixel
+foreground output ``keys.FOREGROUND`` (logits), trained with binary cross-entropy from
+logits on 1 = instance pixel, weighted like the DCME loss (void and group pixels 0) and
+averaged over the pixels that count; ``--foreground_weight`` weights it in the total.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ from dcme_keras.errors import UserInputError
 #: Settings a resumed run must share with the run that wrote ``model_dir``: they change
 #: the model's variables or the optimizer's, which the backup restores by structure.
 RESUME_KEYS = ("preset", "image_size", "mixed_precision")
+#: Resume keys added later, with the value a config.json written before them means.
+_RESUME_KEYS_SINCE = {"foreground_head": False}
+RESUME_KEYS = RESUME_KEYS + tuple(_RESUME_KEYS_SINCE)
 CONFIG_FILE = "config.json"
 LOSS_CURVES_FILE = "loss_curves.png"
 
@@ -75,6 +83,8 @@ class TrainConfig:
       early_stopping_patience: epochs without a better validation loss before stopping;
         None = off.
       verbose: Keras' ``fit`` verbosity (1 = progress bar, 2 = one line per epoch).
+      foreground_head: add the optional foreground output (beyond the paper).
+      foreground_weight: weight of the foreground loss in the total.
     """
 
     data_dir: str
@@ -99,6 +109,8 @@ class TrainConfig:
     seed: int = 0
     early_stopping_patience: int | None = None
     verbose: int = 1
+    foreground_head: bool = False
+    foreground_weight: float = 1.0
 
 
 def define_flags() -> None:
@@ -142,6 +154,10 @@ def define_flags() -> None:
                          "without a better val_loss; default: never", lower_bound=1)
     flags.DEFINE_bool("progress", True, "Keras progress bar; --noprogress logs one line "
                       "per epoch")
+    flags.DEFINE_bool("foreground_head", False, "beyond the paper: add a per-pixel "
+                      "foreground output (logits, binary cross-entropy)")
+    flags.DEFINE_float("foreground_weight", 1.0, "weight of the foreground loss (with "
+                       "--foreground_head)", lower_bound=0.0)
 
 
 def _none_if(value: str | None) -> str | None:
@@ -160,7 +176,8 @@ def config_from_flags() -> TrainConfig:
         strategy=f.strategy, mixed_precision=f.mixed_precision,
         backbone_weights=_none_if(f.backbone_weights), jit_compile=f.jit_compile,
         cache=_none_if(f.cache), seed=f.seed,
-        early_stopping_patience=f.early_stopping_patience, verbose=1 if f.progress else 2)
+        early_stopping_patience=f.early_stopping_patience, verbose=1 if f.progress else 2,
+        foreground_head=f.foreground_head, foreground_weight=f.foreground_weight)
 
 
 def split_sizes(data_dir: str | os.PathLike, config: str) -> dict[str, int]:
@@ -205,6 +222,7 @@ def _check_resume(model_dir: Path, config: TrainConfig) -> None:
         raise UserInputError(f"{path} is not a config.json of `dcme-keras train dcme`; pass "
                              "a new --model_dir") from None
     now = _settings(config)
+    previous = {**_RESUME_KEYS_SINCE, **previous}
     changed = [k for k in RESUME_KEYS if previous.get(k) != now[k]]
     if changed:
         was = ", ".join(f"--{k}={previous.get(k)}" for k in changed)
@@ -219,6 +237,9 @@ def _check_config(config: TrainConfig) -> None:
             raise UserInputError(f"{name} {value!r} must be a positive whole number")
     if not config.amplitude > 0:
         raise UserInputError(f"--amplitude {config.amplitude} must be > 0, e.g. 4")
+    if not config.foreground_weight >= 0:
+        raise UserInputError(f"--foreground_weight {config.foreground_weight} must be >= 0, "
+                             "e.g. 1")
 
 
 def _validation_batching(num_scenes: int, batch_size: int, replicas: int
@@ -251,17 +272,45 @@ def build_and_compile(config: TrainConfig):
 
     model = build_deeplab_dcme(config.preset, input_shape=(*config.image_size, 3),
                                num_classes=NUM_THING_CLASSES,
-                               backbone_weights=config.backbone_weights)
+                               backbone_weights=config.backbone_weights,
+                               foreground_head=config.foreground_head)
+    fg_loss, fg_loss_weight, fg_metrics = _foreground_compile_args(config)
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss={keys.DCME: DCMELoss(amplitude=config.amplitude),
               # Averaged over the cells that count, as DCMELoss averages over pixels.
               keys.GRID: keras.losses.SparseCategoricalCrossentropy(
-                  from_logits=True, reduction="mean_with_sample_weight", name="grid_loss")},
-        loss_weights={keys.DCME: config.dcme_weight, keys.GRID: config.grid_weight},
-        weighted_metrics={keys.GRID: [keras.metrics.SparseCategoricalAccuracy("accuracy")]},
+                  from_logits=True, reduction="mean_with_sample_weight", name="grid_loss"),
+              **fg_loss},
+        loss_weights={keys.DCME: config.dcme_weight, keys.GRID: config.grid_weight,
+                      **fg_loss_weight},
+        weighted_metrics={keys.GRID: [keras.metrics.SparseCategoricalAccuracy("accuracy")],
+                          **fg_metrics},
         jit_compile=True if config.jit_compile else "auto")
     return model
+
+
+def _foreground_compile_args(config: TrainConfig) -> tuple[dict, dict, dict]:
+    """``(loss, loss_weights, weighted_metrics)`` entries of the foreground output.
+
+    Empty dicts without ``config.foreground_head``. The loss is binary cross-entropy from
+    logits, averaged over the pixels that count (weight > 0), as DCMELoss averages; the
+    metrics threshold the logits at 0, i.e. sigmoid >= 0.5.
+    """
+    if not config.foreground_head:
+        return {}, {}, {}
+    import keras
+
+    from dcme_keras import keys
+
+    loss = keras.losses.BinaryCrossentropy(
+        from_logits=True, reduction="mean_with_sample_weight", name="foreground_loss")
+    metrics = [keras.metrics.BinaryAccuracy("accuracy", threshold=0.0),
+               # float32: the int default casts the float sample weights (and warns).
+               keras.metrics.BinaryIoU(target_class_ids=(1,), threshold=0.0, name="iou",
+                                       dtype="float32")]
+    return ({keys.FOREGROUND: loss}, {keys.FOREGROUND: config.foreground_weight},
+            {keys.FOREGROUND: metrics})
 
 
 def train(config: TrainConfig):
@@ -320,6 +369,8 @@ def train(config: TrainConfig):
         common = dict(data_dir=config.data_dir, config=config.config,
                       image_size=config.image_size, grid_size=OUTPUT_STRIDE,
                       cache=config.cache)
+        if config.foreground_head:
+            common["foreground"] = True
         # A resumed run starts a fresh input pipeline; offsetting its seed by the epochs
         # already done keeps it from replaying the first epochs' shuffles and flips.
         train_ds = pipelines.dcme_dataset(

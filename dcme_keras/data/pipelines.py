@@ -36,6 +36,9 @@ Ignore rules (sample weights, 0 = ignored):
   is there to find, and a background grid cell is what suppresses instances that the
   decoder finds in unlabeled areas such as the ego-vehicle hood. Group regions label
   their cells with their class (see :mod:`dcme_keras.dcme.grid`) and count.
+* Foreground weights (optional target, ``foreground=True``, beyond the paper) are the
+  DCME weights: the foreground head learns instance-vs-rest exactly where the DCME head
+  learns vectors, and says nothing about void, group or caravan / trailer pixels.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ __all__ = [
     "dcme_dataset",
     "dcme_targets",
     "dcme_weights",
+    "foreground_target",
     "object_example_np",
     "object_regions_np",
     "resize_scene",
@@ -219,10 +223,32 @@ def dcme_weights(instance_ids: tf.Tensor, grid: tf.Tensor,
             keys.GRID: 1.0 - tf.cast(grid_ignored, tf.float32)}
 
 
+def foreground_target(instance_ids: tf.Tensor) -> tf.Tensor:
+    """Target of the optional foreground head: 1 on instance pixels, 0 elsewhere.
+
+    Instance pixels hold ``class_id * 1000 + k`` (ids >= 1000); everything else, group
+    regions and void included, is 0 here. Pair it with :func:`dcme_weights`'
+    ``keys.DCME`` weights, which are 0 on void and group pixels, as
+    :func:`dcme_targets` does with ``foreground=True``.
+
+    Args:
+      instance_ids: [H, W] or [H, W, 1] integer tensor, ``class_id * 1000 + k``.
+
+    Returns:
+      [H, W, 1] float32 tensor of 0 and 1, the shape of the head's ``keys.FOREGROUND``
+      output.
+    """
+    ids = tf.cast(instance_ids, tf.int32)
+    if ids.shape.rank == 2:
+        ids = ids[..., None]
+    return tf.cast(ids >= _INSTANCE_ID_BASE, tf.float32)
+
+
 def dcme_targets(image: tf.Tensor, instance_ids: tf.Tensor, *,
                  image_size: Sequence[int] | None = None,
                  grid_size: int = DEFAULT_GRID_SIZE,
-                 priority: Sequence[str] = DEFAULT_PRIORITY):
+                 priority: Sequence[str] = DEFAULT_PRIORITY,
+                 foreground: bool = False):
     """One training example of the DCME network from any (image, instance ids) pair.
 
     Pure TF, usable in ``Dataset.map`` on data of your own in the Cityscapes encoding.
@@ -239,6 +265,8 @@ def dcme_targets(image: tf.Tensor, instance_ids: tf.Tensor, *,
       image_size: resize to (H', W') first (:func:`resize_scene`), or None.
       grid_size: Gs = 2**n [pixels], the encoder's stride.
       priority: the 8 thing-class names, highest grid priority first.
+      foreground: also return the optional foreground head's target and weights
+        (:func:`foreground_target`; beyond the paper).
 
     Returns:
       ``(image, targets, weights)``:
@@ -246,10 +274,18 @@ def dcme_targets(image: tf.Tensor, instance_ids: tf.Tensor, *,
         targets: ``{keys.DCME: [H', W', 2] float32 (dy, dx) pixels,
         keys.GRID: [h, w] int32 grid ids}`` with ``h = ceil(H'/Gs)``;
         weights: ``{keys.DCME: [H', W'] float32, keys.GRID: [h, w] float32}``.
+        With ``foreground``, targets also hold ``keys.FOREGROUND: [H', W', 1] float32``
+        (1 on instance pixels) and weights ``keys.FOREGROUND: [H', W'] float32`` (the
+        DCME weights: 0 on void and group pixels).
     """
     image, ids = resize_scene(image, instance_ids, image_size)
     grid = grid_labels_tf(instance_ids_to_label_ids_tf(ids), grid_size, priority)
     targets = {keys.DCME: encode_dcme_tf(ids[..., 0]), keys.GRID: grid}
+    if foreground:
+        weights = dcme_weights(ids, grid, grid_size)
+        targets[keys.FOREGROUND] = foreground_target(ids)
+        weights[keys.FOREGROUND] = weights[keys.DCME]
+        return tf.cast(image, tf.float32), targets, weights
     return tf.cast(image, tf.float32), targets, dcme_weights(ids, grid, grid_size)
 
 
@@ -265,7 +301,8 @@ def dcme_dataset(split: str, *, data_dir: str | os.PathLike, config: str | None 
                  priority: Sequence[str] = DEFAULT_PRIORITY,
                  shuffle: bool | None = None, flip: bool | None = None,
                  cache: str | os.PathLike | None = None, shuffle_buffer: int = 64,
-                 drop_remainder: bool | None = None, seed: int | None = None
+                 drop_remainder: bool | None = None, seed: int | None = None,
+                 foreground: bool = False
                  ) -> tf.data.Dataset:
     """Batches of whole scenes for ``model.fit`` of the DCME network (paper 000).
 
@@ -293,6 +330,8 @@ def dcme_dataset(split: str, *, data_dir: str | os.PathLike, config: str | None 
       shuffle_buffer: scenes in the shuffle buffer.
       drop_remainder: drop a last, smaller batch; default: for a ``train`` split.
       seed: makes shuffling and flips reproducible; None draws fresh ones.
+      foreground: add the optional foreground head's target and weights under
+        ``keys.FOREGROUND`` (:func:`dcme_targets`); beyond the paper.
 
     Returns:
       A ``tf.data.Dataset`` of ``(image, targets, weights)``:
@@ -301,6 +340,8 @@ def dcme_dataset(split: str, *, data_dir: str | os.PathLike, config: str | None 
         keys.GRID: [B, H/Gs, W/Gs] int32 grid ids}``;
         weights: ``{keys.DCME: [B, H, W] float32, keys.GRID: [B, H/Gs, W/Gs] float32}``,
         0 on ignored pixels and cells (module docstring).
+        With ``foreground``, also ``targets[keys.FOREGROUND]: [B, H, W, 1] float32``
+        and ``weights[keys.FOREGROUND]: [B, H, W] float32``.
 
     Raises:
       UserInputError: for a dataset that is not built, an unknown split or config, or
@@ -320,7 +361,8 @@ def dcme_dataset(split: str, *, data_dir: str | os.PathLike, config: str | None 
         return resize_scene(frame[keys.IMAGE], frame[keys.INSTANCE_IDS], image_size)
 
     def targets(image, ids):
-        return dcme_targets(image, ids, grid_size=grid_size, priority=priority)
+        return dcme_targets(image, ids, grid_size=grid_size, priority=priority,
+                            foreground=foreground)
 
     scenes = _map(_frames(builder, split, shuffle, seed), resize)
     size_tag = "stored" if image_size is None else f"{image_size[0]}x{image_size[1]}"

@@ -33,6 +33,10 @@ Choices the paper leaves open, and what this module does:
   512x1024 divides).
 * New layers (extra convs, ASPP, decoder, heads) use batch norm, as DeepLabv3+ does; the
   ImageNet backbones keep their own layers as keras.applications builds them.
+* **Optional foreground head** (``foreground_head=True``, beyond the paper, off in
+  every preset): a :class:`~dcme_keras.layers.ForegroundHead` beside ``DCMEHead`` on the
+  same full-resolution features, giving ``keys.FOREGROUND`` ``[B, H, W, 1]`` logits that
+  a pixel belongs to an instance. Without it the network is exactly the paper's.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from keras import layers
 from dcme_keras import keys
 from dcme_keras.errors import UserInputError
 from dcme_keras.layers import BackbonePreprocessing, DCMEHead, GridClassifier
+from dcme_keras.layers import ForegroundHead
 
 #: Stride of the encoder output, i.e. the grid size Gs of paper eq. 1.
 OUTPUT_STRIDE = 16
@@ -103,7 +108,8 @@ _MOBILENET_V2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 def build_deeplab_dcme(preset: str = "paper", input_shape=(512, 1024, 3),
                        num_classes: int = 8, backbone: str | None = None,
                        backbone_weights: str | os.PathLike | None = None,
-                       name: str | None = None, **overrides) -> keras.Model:
+                       name: str | None = None, foreground_head: bool = False,
+                       **overrides) -> keras.Model:
     """Build the DCME network: DCME vectors from the decoder, grid logits from the encoder.
 
     Args:
@@ -116,6 +122,10 @@ def build_deeplab_dcme(preset: str = "paper", input_shape=(512, 1024, 3),
         weights file of the plain keras.applications backbone without top (legacy
         ``.h5`` or ``.weights.h5``). Nothing is ever downloaded.
       name: model name; default ``deeplab_dcme_<preset>``.
+      foreground_head: beyond the paper, off by default: add a third output,
+        ``keys.FOREGROUND``, per-pixel instance-vs-rest logits from a
+        :class:`~dcme_keras.layers.ForegroundHead` on the same full-resolution decoder
+        features as the DCME head (same ``head_filters`` / ``head_convs``).
       **overrides: preset keys to change, e.g. ``alpha=0.5`` for ``mobilenet_v2``,
         ``extra_convs=3`` or ``aspp_rates=(3, 6)``.
 
@@ -123,7 +133,8 @@ def build_deeplab_dcme(preset: str = "paper", input_shape=(512, 1024, 3),
       A functional ``keras.Model`` taking ``image: [B, H, W, 3] float32, RGB 0..255`` and
       returning a dict:
       ``{keys.DCME: [B, H, W, 2] float32, pixels (dy, dx),
-      keys.GRID: [B, H/16, W/16, num_classes + 1] float32, logits (0 = background)}``.
+      keys.GRID: [B, H/16, W/16, num_classes + 1] float32, logits (0 = background)}``,
+      plus ``keys.FOREGROUND: [B, H, W, 1] float32, logits`` with ``foreground_head``.
 
     Raises:
       UserInputError: unknown preset, backbone or override key, bad input shape, or
@@ -145,6 +156,8 @@ def build_deeplab_dcme(preset: str = "paper", input_shape=(512, 1024, 3),
     height, width = _check_input_shape(input_shape)
     if not isinstance(num_classes, numbers.Integral) or num_classes < 1:
         raise UserInputError(f"num_classes must be a positive int, got {num_classes!r}")
+    if not isinstance(foreground_head, bool):
+        raise UserInputError(f"foreground_head must be True or False, got {foreground_head!r}")
     options = {k: config.get(k, default)
                for k, default in _BACKBONE_OPTIONS.get(backbone, {}).items()}
     weights_path = _resolve_backbone_weights(backbone, backbone_weights, (height, width),
@@ -184,8 +197,13 @@ def build_deeplab_dcme(preset: str = "paper", input_shape=(512, 1024, 3),
     dcme = DCMEHead(filters=config["head_filters"], num_convs=config["head_convs"],
                     name=keys.DCME)(x)
 
-    return keras.Model(image, {keys.DCME: dcme, keys.GRID: grid},
-                       name=name or f"deeplab_dcme_{preset}")
+    outputs = {keys.DCME: dcme, keys.GRID: grid}
+    if foreground_head:
+        outputs[keys.FOREGROUND] = ForegroundHead(
+            filters=config["head_filters"], num_convs=config["head_convs"],
+            name=keys.FOREGROUND)(x)
+
+    return keras.Model(image, outputs, name=name or f"deeplab_dcme_{preset}")
 
 
 def imagenet_weights_path(backbone: str, input_hw=(512, 1024), alpha: float = 1.0) -> Path:

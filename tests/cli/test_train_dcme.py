@@ -188,3 +188,44 @@ def test_a_failed_start_leaves_no_config_and_the_fixed_rerun_trains(data_dir, tm
     assert history.epoch == [0]
     record = json.loads((model_dir / "config.json").read_text())
     assert record["settings"]["mixed_precision"] is False
+
+
+# ----------------------------------------------------------------------------------------
+# Optional foreground head (beyond the paper)
+# ----------------------------------------------------------------------------------------
+
+
+def test_training_with_the_foreground_head(data_dir, tmp_path):
+    model_dir = tmp_path / "fg"
+    history = train_dcme.train(_config(data_dir, model_dir, epochs=1, foreground_head=True,
+                                       foreground_weight=0.5))
+    assert history.epoch == [0]
+    row = _rows(model_dir / "history.csv")[0]
+    for key in ("loss", "dcme_loss", "grid_loss", "foreground_loss", "foreground_accuracy",
+                "foreground_iou", "val_foreground_loss", "val_foreground_iou"):
+        assert math.isfinite(float(row[key])), key
+    assert 0.0 <= float(row["foreground_accuracy"]) <= 1.0
+    settings = json.loads((model_dir / "config.json").read_text())["settings"]
+    assert settings["foreground_head"] is True and settings["foreground_weight"] == 0.5
+    reloaded = keras.saving.load_model(model_dir / "last.keras", compile=False)
+    assert {k: tuple(v.shape) for k, v in reloaded.output.items()} == {
+        "dcme": (None, 64, 128, 2), "grid": (None, 4, 8, 9), "foreground": (None, 64, 128, 1)}
+    # The head changes the model's variables: resuming without it is refused.
+    with pytest.raises(UserInputError, match=r"--foreground_head=True.*new --model_dir"):
+        train_dcme.train(_config(data_dir, model_dir, epochs=2))
+
+
+def test_runs_from_before_the_foreground_flag_resume_without_the_head(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"settings": {
+        "preset": "tiny", "image_size": list(SIZE), "mixed_precision": False}}))
+    train_dcme._check_resume(tmp_path, _config("unused", tmp_path))  # no error
+    with pytest.raises(UserInputError, match=r"--foreground_head=False"):
+        train_dcme._check_resume(tmp_path, _config("unused", tmp_path, foreground_head=True))
+    assert "foreground_head" in train_dcme.RESUME_KEYS
+
+
+def test_help_lists_the_foreground_flags():
+    out = _cli("dcme", "--help")
+    assert out.returncode == 0
+    for flag in ("--[no]foreground_head", "--foreground_weight"):
+        assert flag in out.stdout, flag

@@ -424,3 +424,66 @@ def test_annotator_dataset_refuses_bad_input(built):
         pipelines.annotator_dataset("train", data_dir=built[1], jitter_px=-1)
     with pytest.raises(UserInputError, match="random generator"):
         pipelines.object_example_np(*_window(), augment=True)
+
+
+# ----------------------------------------------------------------------------------------
+# Optional foreground target (beyond the paper)
+# ----------------------------------------------------------------------------------------
+
+
+def test_foreground_target_on_a_hand_made_8x8_scene():
+    ids = np.full((8, 8), 7, np.int32)            # road: background, counts
+    ids[0:3, 0:3] = 26000                          # a car (k = 0)
+    ids[4:8, 5:7] = 24001                          # a person
+    ids[0:2, 5:8] = 26                             # cargroup: weight 0
+    ids[6:8, 0:2] = 0                              # unlabeled (void): weight 0
+    ids[3, 0:2] = 1                                # ego vehicle (void): weight 0
+    image = np.zeros((8, 8, 3), np.uint8)
+    _, targets, weights = pipelines.dcme_targets(image, ids, grid_size=4, foreground=True)
+    target = targets[keys.FOREGROUND].numpy()
+    assert target.shape == (8, 8, 1) and target.dtype == np.float32
+    expected = np.zeros((8, 8), np.float32)
+    expected[0:3, 0:3] = expected[4:8, 5:7] = 1.0
+    np.testing.assert_array_equal(target[..., 0], expected)
+    weight = weights[keys.FOREGROUND].numpy()
+    assert weight.shape == (8, 8) and weight.dtype == np.float32
+    expected_weight = np.ones((8, 8), np.float32)
+    expected_weight[0:2, 5:8] = expected_weight[6:8, 0:2] = expected_weight[3, 0:2] = 0.0
+    np.testing.assert_array_equal(weight, expected_weight)
+    # The group region is not foreground, and its weight says nothing is learnt there.
+    assert (target[0:2, 5:8] == 0).all() and (weight[0:2, 5:8] == 0).all()
+    # Asking for it leaves the other targets and weights as they were.
+    _, plain_targets, plain_weights = pipelines.dcme_targets(image, ids, grid_size=4)
+    assert set(plain_targets) == set(plain_weights) == {keys.DCME, keys.GRID}
+    for key in (keys.DCME, keys.GRID):
+        np.testing.assert_array_equal(targets[key], plain_targets[key])
+        np.testing.assert_array_equal(weights[key], plain_weights[key])
+    # [H, W, 1] ids give the same target as [H, W] ids.
+    np.testing.assert_array_equal(pipelines.foreground_target(ids[..., None]), target)
+
+
+def test_dcme_dataset_with_foreground_follows_the_resized_ids(built):
+    frames = _frames(built[1], "train")
+    ds = pipelines.dcme_dataset("train", data_dir=built[1], image_size=SIZE, batch_size=1,
+                                shuffle=False, flip=False, foreground=True)
+    plain = pipelines.dcme_dataset("train", data_dir=built[1], image_size=SIZE,
+                                   batch_size=1, shuffle=False, flip=False)
+    for frame, (_, targets, weights), (_, ref_targets, ref_weights) in zip(frames, ds, plain):
+        assert targets[keys.FOREGROUND].shape == (1, 64, 128, 1)
+        assert weights[keys.FOREGROUND].shape == (1, 64, 128)
+        ids = _resized_ids_np(frame[keys.INSTANCE_IDS])
+        np.testing.assert_array_equal(targets[keys.FOREGROUND][0, ..., 0].numpy(),
+                                      (ids >= 1000).astype(np.float32))
+        np.testing.assert_array_equal(weights[keys.FOREGROUND], weights[keys.DCME])
+        for key in (keys.DCME, keys.GRID):
+            np.testing.assert_array_equal(targets[key], ref_targets[key])
+            np.testing.assert_array_equal(weights[key], ref_weights[key])
+    # A flip mirrors the foreground target with the image.
+    flipped = pipelines.dcme_dataset("train", data_dir=built[1], image_size=SIZE,
+                                     batch_size=1, shuffle=False, flip=True, seed=0,
+                                     foreground=True)
+    for (image, targets, _), (ref_image, ref_targets, _) in zip(flipped, ds):
+        mirror = not np.array_equal(image.numpy(), ref_image.numpy())
+        ref = ref_targets[keys.FOREGROUND].numpy()
+        np.testing.assert_array_equal(targets[keys.FOREGROUND].numpy(),
+                                      ref[:, :, ::-1] if mirror else ref)

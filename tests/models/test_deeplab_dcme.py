@@ -251,3 +251,97 @@ def test_presets_table_is_complete():
     assert PRESETS["paper"]["backbone"] == "vgg16"
     assert PRESETS["paper"]["extra_convs"] == 5
     assert PRESETS["paper"]["aspp_rates"] == (6, 12, 18)
+
+
+# ----------------------------------------------------------------------------------------
+# Optional foreground head (beyond the paper)
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_fg_model():
+    return build_deeplab_dcme("tiny", input_shape=(64, 128, 3), foreground_head=True)
+
+
+def _generic_layer_names(model):
+    """Names Keras made up for unnamed layers (see test_every_layer_is_named)."""
+    generic = []
+    for layer in model.layers:
+        auto = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", type(layer).__name__)
+        auto = re.sub("([a-z])([A-Z])", r"\1_\2", auto).lower()
+        if re.fullmatch(rf"{auto}(_\d+)?", layer.name):
+            generic.append(layer.name)
+    return generic
+
+
+def test_paper_preset_has_no_foreground_head_by_default(paper_model, tiny_model):
+    assert set(paper_model.output) == set(tiny_model.output) == {keys.DCME, keys.GRID}
+
+
+def test_tiny_foreground_head_shapes_dtypes_and_place(tiny_fg_model, tiny_model):
+    assert {k: tuple(v.shape) for k, v in tiny_fg_model.output.items()} == {
+        keys.DCME: (None, 64, 128, 2), keys.GRID: (None, 4, 8, 9),
+        keys.FOREGROUND: (None, 64, 128, 1)}
+    out = tiny_fg_model(_images((64, 128, 3)))
+    assert tuple(out[keys.FOREGROUND].shape) == (1, 64, 128, 1)
+    assert out[keys.FOREGROUND].dtype == "float32"
+    # Logits: no sigmoid in the graph, so values leave [0, 1].
+    logits = np.asarray(out[keys.FOREGROUND])
+    assert np.isfinite(logits).all() and (logits.min() < 0 or logits.max() > 1)
+    # Beside the DCME head, on the decoder's last, full-resolution features.
+    head = tiny_fg_model.get_layer(keys.FOREGROUND)
+    assert head.input is tiny_fg_model.get_layer(keys.DCME).input
+    assert head.input.shape == (None, 64, 128, PRESETS["tiny"]["head_filters"])
+    # Only the head is added: the rest of the network has the same weights' shapes.
+    extra = tiny_fg_model.count_params() - tiny_model.count_params()
+    assert extra == head.count_params() > 0
+    assert _generic_layer_names(tiny_fg_model) == []
+
+
+@pytest.mark.parametrize("preset", ["paper", "mobilenet_v2"])
+def test_every_preset_takes_the_foreground_head(preset):
+    model = build_deeplab_dcme(preset, input_shape=(64, 128, 3), foreground_head=True)
+    assert tuple(model.output[keys.FOREGROUND].shape) == (None, 64, 128, 1)
+    assert _generic_layer_names(model) == []
+
+
+def test_foreground_head_must_be_a_bool():
+    with pytest.raises(UserInputError, match="foreground_head"):
+        build_deeplab_dcme("tiny", input_shape=(64, 64, 3), foreground_head="yes")
+
+
+def test_tiny_foreground_head_fits_one_step(tiny_fg_model):
+    model = keras.models.clone_model(tiny_fg_model)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss={
+        keys.DCME: "mse",
+        keys.GRID: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        keys.FOREGROUND: keras.losses.BinaryCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight")})
+    rng = np.random.default_rng(4)
+    images = rng.uniform(0, 255, (2, 64, 128, 3)).astype("float32")
+    targets = {keys.DCME: rng.normal(0, 5, (2, 64, 128, 2)).astype("float32"),
+               keys.GRID: rng.integers(0, 9, (2, 4, 8)).astype("int32"),
+               keys.FOREGROUND: (rng.uniform(size=(2, 64, 128, 1)) < 0.3).astype("float32")}
+    weights = {keys.DCME: np.ones((2, 64, 128), "float32"),
+               keys.GRID: np.ones((2, 4, 8), "float32"),
+               keys.FOREGROUND: (rng.uniform(size=(2, 64, 128)) < 0.8).astype("float32")}
+    before = model.get_layer(keys.FOREGROUND).output_conv.kernel.numpy()
+    history = model.fit(images, targets, sample_weight=weights, batch_size=2, epochs=1,
+                        verbose=0)
+    assert np.isfinite(history.history["foreground_loss"]).all()
+    after = model.get_layer(keys.FOREGROUND).output_conv.kernel.numpy()
+    assert not np.allclose(before, after)
+
+
+def test_tiny_foreground_head_keras_save_load(tiny_fg_model, tmp_path):
+    path = tmp_path / "tiny_fg.keras"
+    tiny_fg_model.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert set(reloaded.output) == {keys.DCME, keys.GRID, keys.FOREGROUND}
+    head = reloaded.get_layer(keys.FOREGROUND)
+    assert head.get_config() == tiny_fg_model.get_layer(keys.FOREGROUND).get_config()
+    images = _images((64, 128, 3), seed=5)
+    before = tiny_fg_model.predict(images, verbose=0)
+    after = reloaded.predict(images, verbose=0)
+    for key in (keys.DCME, keys.GRID, keys.FOREGROUND):
+        np.testing.assert_array_equal(before[key], after[key])

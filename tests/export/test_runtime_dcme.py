@@ -156,3 +156,26 @@ def test_int8_models_decode_with_the_exact_path_off(exported, tmp_path):
     assert DCMESegmenter(path).decode_kwargs == {"exact_tolerance": None}
     kept = DCMESegmenter(path, decode_kwargs={"exact_tolerance": 1e-3, "min_votes": 40})
     assert kept.decode_kwargs == {"exact_tolerance": 1e-3, "min_votes": 40}
+
+
+def test_a_network_with_the_foreground_head_runs_end_to_end(tmp_path):
+    from dcme_keras.models.deeplab_dcme import build_deeplab_dcme
+
+    model = build_deeplab_dcme("tiny", input_shape=(*HW, 3), foreground_head=True)
+    meta = convert.model_metadata(model, quantization="float32")
+    assert set(meta["outputs"]) == {keys.DCME, keys.GRID, keys.FOREGROUND}
+    path = tmp_path / "fg.tflite"
+    convert.write_tflite(convert.convert(model), path, meta)
+    segmenter = DCMESegmenter(path)
+    image = np.random.default_rng(0).integers(0, 256, (*HW, 3), dtype=np.uint8)
+    outputs = segmenter.outputs(image)
+    assert outputs[keys.FOREGROUND].shape == (*HW, 1)
+    keras_out = inference.model_outputs(model, [image])[0]
+    np.testing.assert_allclose(outputs[keys.FOREGROUND], keras_out[keys.FOREGROUND],
+                               atol=1e-3)
+    # The Keras and TFLite paths decode the same instances, within the same foreground.
+    want = inference.predict_instances(model, [image], decode_kwargs={"min_votes": 1})[0]
+    got = DCMESegmenter(path, decode_kwargs={"min_votes": 1}).instances(image)
+    assert len(got) == len(want)
+    foreground = outputs[keys.FOREGROUND][..., 0] >= 0
+    assert all(not (mask & ~foreground).any() for mask, _, _ in got)

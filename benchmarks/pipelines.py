@@ -37,7 +37,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from dcme_keras import keys  # noqa: E402
-from dcme_keras.cli.build import build_dataset  # noqa: E402
+from dcme_keras.data.build import build_dataset  # noqa: E402
 from dcme_keras.classes import NUM_THING_CLASSES  # noqa: E402
 from dcme_keras.data import pipelines  # noqa: E402
 from dcme_keras.data.synthetic import write_dataset  # noqa: E402

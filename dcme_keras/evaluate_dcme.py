@@ -53,7 +53,7 @@ def data_label(cityscapes_root: str | os.PathLike) -> tuple[str, bool]:
     return f"{kind} at {os.fspath(cityscapes_root)}", synthetic
 
 
-def check_root(cityscapes_root: Path) -> None:
+def _check_root(cityscapes_root: Path) -> None:
     if (cityscapes_root / "cityscapes_instances").is_dir():
         raise UserInputError(
             f"{cityscapes_root} is a TFDS data dir; evaluation needs the ground-truth files, "
@@ -64,7 +64,7 @@ def check_root(cityscapes_root: Path) -> None:
                              "folder holding gtFine/ and leftImg8bit/")
 
 
-def input_size(model, image_size: Sequence[int] | None) -> tuple[int, int] | None:
+def _input_size(model, image_size: Sequence[int] | None) -> tuple[int, int] | None:
     """The (H, W) to resize images to; None lets the model's static size decide."""
     static = tuple(model.inputs[0].shape[1:3])
     if image_size is None:
@@ -218,12 +218,12 @@ def evaluate_model(model, cityscapes_root: str | os.PathLike, *, split: str = "v
     from dcme_keras.fileio import atomic_files
 
     root = Path(cityscapes_root).expanduser()
-    check_root(root)
+    _check_root(root)
     if num_figures and out is None:
         raise UserInputError("--figures needs --out, the folder to save them in")
     gt_files = evaluation.gt_instance_files(root, split=split)[:max_images]
     label, synthetic = data_label(root)
-    network = inference.outputs_fn(model, input_size=input_size(model, image_size))
+    network = inference.outputs_fn(model, input_size=_input_size(model, image_size))
     model_hw = tuple(model.inputs[0].shape[1:3]) if image_size is None else tuple(image_size)
     common = dict(split=split, max_images=max_images, progress=progress)
     meta = {"data": label, "synthetic": synthetic, "cityscapes_root": os.fspath(root),

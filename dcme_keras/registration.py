@@ -22,7 +22,10 @@ import sys
 
 #: The modules whose import registers a Keras object (``register_keras_serializable``):
 #: the layers (``BackbonePreprocessing``, ``DCMEHead``, ``GridClassifier``), the losses a
-#: compiled model carries and the metrics.
+#: compiled model carries and the metrics. The first of them to be imported triggers the
+#: registration from its own ``import keras`` line, while it is still half-initialised,
+#: so none of them may take names from another one at import time
+#: (``from dcme_keras.layers import X`` at module level).
 REGISTERING_MODULES = ("dcme_keras.layers", "dcme_keras.losses", "dcme_keras.metrics")
 
 _WATCHED = ("keras", "tensorflow")

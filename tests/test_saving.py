@@ -99,6 +99,21 @@ def test_a_bug_in_our_layer_propagates_as_itself(dcme_file, monkeypatch):
     assert not isinstance(info.value, UserInputError)
 
 
+def test_a_type_error_keras_wraps_keeps_our_bug_in_the_chain(dcme_file, monkeypatch):
+    def broken_from_config(cls, config):
+        raise TypeError("bug: DCMEHead.from_config drops a key")
+
+    monkeypatch.setattr(DCMEHead, "from_config", classmethod(broken_from_config))
+    with pytest.raises(TypeError) as info:
+        saving.load_model(dcme_file, kind="dcme")
+    assert not isinstance(info.value, UserInputError)
+    chain, err = [], info.value
+    while err is not None:
+        chain.append(str(err))
+        err = err.__cause__ or err.__context__
+    assert any("bug: DCMEHead.from_config" in message for message in chain), chain
+
+
 def test_read_archive_config_needs_no_keras(dcme_file):
     config = saving.read_archive_config(dcme_file)
     assert saving.archive_output_names(config) == [keys.DCME, keys.GRID]

@@ -83,6 +83,26 @@ def _timing_sample(data_dir, split: str, classes, dataset_config):
     return window, extreme_points(mask)
 
 
+def save_outputs(out: Path, result: dict, tables: str, curves: dict, *, caption: str) -> None:
+    """Writes the result JSON, the tables and the border-error figure: all, or none.
+
+    Args:
+      out: the folder (created).
+      result: the evaluation result, saved as :data:`RESULT_FILE`.
+      tables: its text tables, saved as :data:`TABLES_FILE`.
+      curves: model name -> border error, drawn into :data:`FIGURE_FILE`.
+      caption: printed under the figure.
+    """
+    from dcme_keras import annotate
+    from dcme_keras.evaluation import save_result
+    from dcme_keras.fileio import atomic_files
+
+    with atomic_files([out / RESULT_FILE, out / TABLES_FILE, out / FIGURE_FILE]) as staged:
+        save_result(result, staged[0])
+        staged[1].write_text(tables + "\n")
+        annotate.border_histogram_figure(curves, staged[2], caption=caption)
+
+
 def main(argv: list[str]) -> None:
     """Evaluates, prints the tables and saves them with the border-error figure."""
     if len(argv) > 1:
@@ -125,12 +145,7 @@ def main(argv: list[str]) -> None:
     model_path = Path(f.model).expanduser()
     out = Path(f.out).expanduser() if f.out else (
         model_path.parent / f"{model_path.stem}_{f.split}_eval")
-    from dcme_keras.evaluation import save_result
-    from dcme_keras.fileio import atomic_path
-
-    save_result(result, out / RESULT_FILE)
-    with atomic_path(out / TABLES_FILE) as tmp:
-        tmp.write_text(tables + "\n")
-    annotate.border_histogram_figure({f"{model_path.name} ({inputs})": result["border_error"]},
-                                     out / FIGURE_FILE, caption=f"{data_name}; {hardware}")
+    save_outputs(out, result, tables,
+                 {f"{model_path.name} ({inputs})": result["border_error"]},
+                 caption=f"{data_name}; {hardware}")
     print(f"\nsaved {RESULT_FILE}, {TABLES_FILE} and {FIGURE_FILE} in {out}")

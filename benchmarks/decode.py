@@ -165,10 +165,10 @@ def real_layouts(real_dir: Path) -> list[np.ndarray]:
 def trained_fields(model_path: str, data_root: Path) -> list[tuple[np.ndarray, np.ndarray]]:
     """(gt ids [h, w], predicted dcme [h, w, 2]) of a trained network on val frames."""
     from dcme_keras import evaluation, inference, keys  # the TF stack only for this row
-    from dcme_keras.cli.evaluate_dcme import load_model
+    from dcme_keras.saving import load_model
     from dcme_keras.fileio import read_rgb
 
-    model = load_model(model_path)
+    model = load_model(model_path, kind="dcme")
     pairs = []
     for gt_file in evaluation.gt_instance_files(data_root, split="val"):
         out = inference.model_outputs(model, [read_rgb(evaluation.image_path(gt_file))])[0]

@@ -69,7 +69,7 @@ PRESETS: dict[str, dict] = {
         "aspp_filters": 256, "aspp_rates": (6, 12, 18),
         "low_level_filters": 48, "decoder_filters": 256, "decoder_convs": 2,
         "upsample_kernel_size": 8,
-        "head_filters": 64, "head_convs": 1,
+        "head_filters": 64, "head_convs": 1, "head_output_scale": 32.0,
         "grid_filters": 256, "grid_convs": 0,
     },
     "mobilenet_v2": {
@@ -78,7 +78,7 @@ PRESETS: dict[str, dict] = {
         "aspp_filters": 128, "aspp_rates": (6, 12, 18),
         "low_level_filters": 32, "decoder_filters": 128, "decoder_convs": 1,
         "upsample_kernel_size": 4,
-        "head_filters": 16, "head_convs": 1,
+        "head_filters": 16, "head_convs": 1, "head_output_scale": 32.0,
         "grid_filters": 128, "grid_convs": 1,
     },
     "tiny": {
@@ -87,7 +87,7 @@ PRESETS: dict[str, dict] = {
         "aspp_filters": 16, "aspp_rates": (2,),
         "low_level_filters": 8, "decoder_filters": 16, "decoder_convs": 1,
         "upsample_kernel_size": 4,
-        "head_filters": 8, "head_convs": 1,
+        "head_filters": 8, "head_convs": 1, "head_output_scale": 32.0,
         "grid_filters": 16, "grid_convs": 1,
     },
 }
@@ -182,7 +182,7 @@ def build_deeplab_dcme(preset: str = "paper", input_shape=(512, 1024, 3),
                                strides=LOW_LEVEL_STRIDE, padding="same",
                                name="decoder_upsample2")(x)
     dcme = DCMEHead(filters=config["head_filters"], num_convs=config["head_convs"],
-                    name=keys.DCME)(x)
+                    output_scale=config["head_output_scale"], name=keys.DCME)(x)
 
     return keras.Model(image, {keys.DCME: dcme, keys.GRID: grid},
                        name=name or f"deeplab_dcme_{preset}")

@@ -62,6 +62,9 @@ BACKBONES = ("vgg16", "mobilenet_v2", "tiny")
 #: ``mobilenet_v2``: a CPU-sized variant for the annotation tool; 3.76 M, 16.7 GMACs.
 #: ``tiny``: a from-scratch VGG-like encoder with the same topology, for tests and demos;
 #: 49 k parameters, 0.9 GMACs.
+#: ``head_output_scale`` [pixels] is a training choice, not architecture: the DCME head
+#: regresses vectors in units of it (see :class:`~dcme_keras.layers.DCMEHead`); 32 px
+#: suits the 20-100 px vectors of 256x512 to 512x1024 maps.
 PRESETS: dict[str, dict] = {
     "paper": {
         "backbone": "vgg16",

@@ -174,7 +174,8 @@ def test_help_lists_networks_and_the_dcme_flags():
     assert out.returncode == 0 and "  dcme" in out.stdout and "  annotator" in out.stdout
     out = _cli("dcme", "--help")
     assert out.returncode == 0
-    for flag in ("--data_dir", "--amplitude", "--strategy", "--[no]mixed_precision"):
+    for flag in ("--data_dir", "--amplitude", "--strategy", "--[no]mixed_precision",
+                 "--lr_schedule", "--precise_bn_batches", "--decoded_val_frames", "--min_area"):
         assert flag in out.stdout, flag
     out = _cli("segnet")
     assert out.returncode == 2

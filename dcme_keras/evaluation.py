@@ -8,7 +8,8 @@ concern:
 * :mod:`dcme_keras.oracles`: the experiments of paper 000, Sec. V:
   :func:`evaluate_outputs` (Table I, left), :func:`gt_oracle` (Table I, right),
   :func:`instance_oracle` (Tables II and III), :func:`class_oracle` (Table IV) and
-  :func:`detection_accuracy` (Table V);
+  :func:`detection_accuracy` (Table V), and its in-memory twins for training runs,
+  :func:`instance_detections` and :func:`dcme_scores`;
 * :mod:`dcme_keras.tables`: :func:`format_table` and :func:`save_result`.
 
 Example:
@@ -19,13 +20,15 @@ Example:
 from dcme_keras.cityscapes_eval import (evaluate_predictions, frame_stem, gt_instance_files,
                                         image_path, read_instance_ids,
                                         write_cityscapes_results)
-from dcme_keras.oracles import (Outputs, class_oracle, detection_accuracy, evaluate_outputs,
-                                gt_oracle, instance_oracle)
+from dcme_keras.oracles import (Outputs, class_oracle, dcme_scores, detection_accuracy,
+                                evaluate_outputs, gt_oracle, instance_detections,
+                                instance_oracle)
 from dcme_keras.tables import format_table, save_result
 
 __all__ = [
-    "Outputs", "class_oracle", "detection_accuracy", "evaluate_outputs",
+    "Outputs", "class_oracle", "dcme_scores", "detection_accuracy", "evaluate_outputs",
     "evaluate_predictions", "format_table", "frame_stem", "gt_instance_files", "gt_oracle",
-    "image_path", "instance_oracle", "read_instance_ids", "save_result",
+    "image_path", "instance_detections", "instance_oracle", "read_instance_ids",
+    "save_result",
     "write_cityscapes_results",
 ]

@@ -452,6 +452,108 @@ def detection_accuracy(cityscapes_root: str | os.PathLike, outputs: Outputs,
                               for t, d in zip(thresholds, detections)]}
 
 
+def instance_detections(instance_ids: np.ndarray, instance_map: np.ndarray, *,
+                        iou_threshold: float = 0.5, min_area: int = 0) -> tuple[int, int]:
+    """How many ground-truth instances of one frame a decoded instance map finds.
+
+    The in-memory twin of :func:`detection_accuracy`, for frames that are not files (a
+    training run's validation scenes at network resolution): a ground-truth instance of
+    the 8 classes with at least ``min_area`` pixels is detected when some decoded
+    instance overlaps it with IoU >= ``iou_threshold``. Classes play no part.
+
+    Example:
+      >>> found, total = instance_detections(ids, codec_np.decode_dcme(pred)[0])
+
+    Args:
+      instance_ids: [H, W] int Cityscapes instance ids (``class_id * 1000 + k``).
+      instance_map: [H, W] int, 0 = none, 1..P decoded instances (``decode_dcme``'s
+        first output) at the same resolution.
+      iou_threshold: IoU in (0, 1] a match needs.
+      min_area: smallest ground-truth instance that counts [pixels].
+
+    Returns:
+      ``(detected, total)`` ground-truth instances, ints.
+
+    Raises:
+      UserInputError: for maps of different shapes or a threshold outside (0, 1].
+    """
+    instance_ids, instance_map = np.asarray(instance_ids), np.asarray(instance_map)
+    if instance_ids.shape != instance_map.shape or instance_ids.ndim != 2:
+        raise UserInputError(f"instance ids {instance_ids.shape} and instance map "
+                             f"{instance_map.shape} must be [H, W] maps of one shape")
+    if not 0.0 < iou_threshold <= 1.0:
+        raise UserInputError(f"iou_threshold {iou_threshold} must be in (0, 1], e.g. 0.5")
+    gt_map, gt_labels = _gt_instances(instance_ids.astype(np.int32))
+    if not len(gt_labels):
+        return 0, 0
+    areas = np.bincount(gt_map.ravel(), minlength=len(gt_labels) + 1)[1:]
+    best = _best_iou(gt_map, len(gt_labels), instance_map.astype(np.int32))
+    counted = areas >= min_area
+    return int((best[counted] >= iou_threshold).sum()), int(counted.sum())
+
+
+def dcme_scores(dcme: np.ndarray, instance_ids: np.ndarray, *, min_area: int = 0,
+                iou_threshold: float = 0.5, gt_foreground: bool = False,
+                decode_kwargs: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """Vector error and decoded detection accuracy of predicted DCME maps.
+
+    Two views of the same frames: the vectors themselves on the ground truth's object
+    pixels (needs no decoder), and the share of ground-truth instances that
+    ``codec_np.decode_dcme`` gives back (:func:`instance_detections`).
+
+    Example:
+      >>> scores = dcme_scores(model(images)["dcme"].numpy(), ids, min_area=100)
+      >>> scores["vector_error"], scores["detection_accuracy"]
+
+    Args:
+      dcme: [B, H, W, 2] float, predicted (dy, dx) [pixels of the map].
+      instance_ids: [B, H, W] int Cityscapes instance ids at the map's resolution.
+      min_area: smallest ground-truth instance that counts for detection [pixels].
+      iou_threshold: IoU a detection needs.
+      gt_foreground: decode with ``foreground=`` the ground truth's object pixels, which
+        scores the vectors alone; False decodes as at inference.
+      decode_kwargs: extra keyword arguments for ``codec_np.decode_dcme``.
+
+    Returns:
+      ``{"vector_error": median |pred - true| [pixels], "vector_length": median |pred|
+      [pixels], "true_length": median |true| [pixels]`` (all over object pixels of the
+      8 thing classes, nan without any), ``"detection_accuracy": detected / counted``
+      in [0, 1] (nan without counted instances), ``"instances": counted}``.
+
+    Raises:
+      UserInputError: for maps whose shapes do not fit.
+    """
+    dcme, instance_ids = np.asarray(dcme, np.float32), np.asarray(instance_ids)
+    if dcme.ndim != 4 or dcme.shape[-1] != 2 or dcme.shape[:3] != instance_ids.shape:
+        raise UserInputError(f"DCME maps {dcme.shape} and instance ids "
+                             f"{instance_ids.shape} must be [B, H, W, 2] and [B, H, W]")
+    errors, lengths, truths = [], [], []
+    detected = counted = 0
+    for pred, ids in zip(dcme, instance_ids.astype(np.int32)):
+        gt_map, _ = _gt_instances(ids)
+        objects = gt_map > 0
+        true = codec_np.encode_dcme(np.where(objects, ids, 0))
+        errors.append(np.hypot(*np.moveaxis(pred - true, -1, 0))[objects])
+        lengths.append(np.hypot(pred[..., 0], pred[..., 1])[objects])
+        truths.append(np.hypot(true[..., 0], true[..., 1])[objects])
+        kwargs = dict(decode_kwargs or {})
+        if gt_foreground:
+            kwargs["foreground"] = objects
+        instance_map, _ = codec_np.decode_dcme(pred, **kwargs)
+        found, total = instance_detections(ids, instance_map, iou_threshold=iou_threshold,
+                                           min_area=min_area)
+        detected, counted = detected + found, counted + total
+
+    def median(parts):
+        values = np.concatenate(parts)
+        return float(np.median(values)) if values.size else float("nan")
+
+    return {"vector_error": median(errors), "vector_length": median(lengths),
+            "true_length": median(truths),
+            "detection_accuracy": detected / counted if counted else float("nan"),
+            "instances": counted}
+
+
 def _best_iou(gt_map: np.ndarray, num_gt: int, pred_map: np.ndarray) -> np.ndarray:
     """Best IoU of each ground-truth instance with any predicted instance.
 

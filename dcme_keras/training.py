@@ -3,7 +3,9 @@
 It wraps ``model.fit`` with what a long run needs: resume from the last finished epoch
 (model weights *and* optimizer state, through ``keras.callbacks.BackupAndRestore``), best
 and last ``.keras`` checkpoints, CSV and TensorBoard logs, optional early stopping, and a
-``tf.distribute`` strategy chosen by name.
+``tf.distribute`` strategy chosen by name. Both trainers recompute the batch-norm
+statistics with :func:`precise_batch_norm` (through :func:`precise_batch_norm_callback`)
+before each validation and checkpoint.
 
 Layout of ``model_dir``::
 
@@ -59,6 +61,7 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset |
         model_dir: str | Path, epochs: int, monitor: str = "val_loss", mode: str = "min",
         early_stopping_patience: int | None = None, steps_per_epoch: int | None = None,
         validation_steps: int | None = None, verbose: int | str = "auto",
+        first_callbacks: list[keras.callbacks.Callback] | None = None,
         extra_callbacks: list[keras.callbacks.Callback] | None = None) -> keras.callbacks.History:
     """Run (or resume) ``model.fit`` with checkpoints and logs in ``model_dir``.
 
@@ -78,6 +81,9 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset |
       steps_per_epoch: batches per epoch; None = one pass over ``train_ds``.
       validation_steps: batches per validation; None = one pass over ``val_ds``.
       verbose: Keras' progress-bar setting.
+      first_callbacks: run before the standard ones at every hook: what recalibrates the
+        model (:func:`precise_batch_norm_callback`) or adds a metric to the epoch's logs,
+        so that checkpoints, logs and early stopping see it (``monitor`` may name it).
       extra_callbacks: appended to the standard ones.
 
     Returns:
@@ -87,7 +93,7 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset |
     model_dir.mkdir(parents=True, exist_ok=True)
     if val_ds is None:
         monitor = "loss"
-    callbacks = [
+    callbacks = list(first_callbacks or []) + [
         # delete_checkpoint=False: a finished run can be extended by a rerun with more epochs.
         keras.callbacks.BackupAndRestore(str(model_dir / "backup"), delete_checkpoint=False),
         # Seeded with the best value already logged, so a resumed run does not replace
@@ -139,3 +145,86 @@ def build_in_scope(strategy: tf.distribute.Strategy,
     """Build and compile a model under ``strategy.scope()`` so its variables are mirrored."""
     with strategy.scope():
         return build_and_compile()
+
+
+def precise_batch_norm(model: keras.Model, batches) -> int:
+    """Set every BatchNormalization's moving statistics to their mean over ``batches``.
+
+    The moving averages that inference uses trail the weights: after each step they keep
+    ``momentum`` (0.99; 0.999 in keras.applications' MobileNetV2) of statistics that
+    earlier weights produced. Recomputed with the current weights ("precise BN", Wu and
+    Johnson 2021), the statistics match the network that is evaluated or saved. This
+    matters most for short runs, whose moving averages are still near their initial
+    values: an annotator U-Net after 27 steps scored 0.26 validation aIoU with its moving
+    averages and 0.77 with recomputed ones (synthetic data).
+
+    Each batch runs forward in training mode with momentum ``k / (k + 1)`` for the k-th
+    batch, so the statistics end as the plain mean of the batches' statistics. Batch
+    norms nested in custom layers (the DCME heads) and in sub-models (keras.applications
+    backbones) are included.
+
+    Args:
+      model: a Keras model.
+      batches: iterable of model inputs ``[B, ...]`` (or tuples whose first element is
+        the inputs, such as ``(inputs, targets[, weights])``).
+
+    Returns:
+      The number of batches used.
+    """
+    # Keras' own recursive walk over sublayers; ``model.layers`` stops at custom layers.
+    norms = [layer for layer in model._flatten_layers(include_self=False)
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    count = 0
+    try:
+        for batch in batches:
+            inputs = batch[0] if isinstance(batch, tuple) else batch
+            for layer in norms:
+                layer.momentum = count / (count + 1.0)
+            model(inputs, training=True)
+            count += 1
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+    return count
+
+
+def precise_batch_norm_callback(dataset: tf.data.Dataset, batches: int = 8
+                                ) -> keras.callbacks.Callback:
+    """A callback that runs :func:`precise_batch_norm` at the end of every epoch.
+
+    It recalibrates before the validation (``fit`` validates, then checkpoints, at the
+    end of each epoch), or at the epoch's end when there is no validation, so the
+    validation metrics, ``best.keras`` and ``last.keras`` all see the recomputed
+    statistics. Pass it in :func:`fit`'s ``first_callbacks``. Training then goes on from
+    them with the usual momentum.
+
+    Args:
+      dataset: a ``tf.data.Dataset`` of ``(inputs, ...)`` batches, best unaugmented and
+        unshuffled (a short, cheap pass); its first ``batches`` batches are used.
+      batches: how many batches to average.
+
+    Returns:
+      A ``keras.callbacks.Callback``.
+    """
+    if not isinstance(batches, int) or batches < 1:
+        raise UserInputError(f"precise batch-norm batches must be a positive int, "
+                             f"got {batches!r}")
+
+    class PreciseBatchNorm(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.done = False
+
+        def on_test_begin(self, logs=None):
+            # fit's validation happens inside the epoch, before on_epoch_end; a
+            # model.evaluate outside fit (no on_epoch_begin) is left alone.
+            if getattr(self, "done", True) is False:
+                precise_batch_norm(self.model, dataset.take(batches))
+                self.done = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            if not self.done:
+                precise_batch_norm(self.model, dataset.take(batches))
+                self.done = True
+
+    return PreciseBatchNorm()

@@ -413,3 +413,45 @@ def test_outputs_from_a_function_of_the_image(tmp_path):
         evaluation.class_oracle(no_images, network, progress=False)
     with pytest.raises(UserInputError, match="no network outputs for frame"):
         evaluation.class_oracle(no_images, {}, progress=False)
+
+
+def _two_cars_and_a_person():
+    """[40, 60] ids: cars 26000 (400 px) and 26001 (25 px), person 24000 (400 px)."""
+    ids = np.zeros((40, 60), np.int32)
+    ids[5:25, 5:25] = 26000
+    ids[30:35, 40:45] = 26001
+    ids[5:25, 35:55] = 24000
+    ids[0:3, 50:60] = 26  # a car group: never an instance
+    return ids
+
+
+def test_instance_detections_counts_matches_of_large_enough_instances():
+    ids = _two_cars_and_a_person()
+    exact, _ = codec_np.decode_dcme(codec_np.encode_dcme(ids))
+    assert evaluation.instance_detections(ids, exact) == (3, 3)
+    assert evaluation.instance_detections(ids, exact, min_area=100) == (2, 2)
+    # One decoded instance covering both cars and the person matches none at IoU 0.5.
+    merged = (ids >= 1000).astype(np.int32)
+    assert evaluation.instance_detections(ids, merged) == (0, 3)
+    assert evaluation.instance_detections(ids, np.zeros_like(ids)) == (0, 3)
+
+
+def test_instance_detections_refuses_maps_of_other_shapes():
+    with pytest.raises(UserInputError, match="must be \\[H, W\\] maps of one shape"):
+        evaluation.instance_detections(np.zeros((4, 4)), np.zeros((4, 5)))
+    with pytest.raises(UserInputError, match="iou_threshold 0.0 must be in"):
+        evaluation.instance_detections(np.zeros((4, 4)), np.zeros((4, 4)), iou_threshold=0.0)
+
+
+def test_dcme_scores_of_the_truth_and_of_the_zero_field():
+    ids = _two_cars_and_a_person()[None]
+    true = codec_np.encode_dcme(ids[0])[None]
+    perfect = evaluation.dcme_scores(true, ids)
+    assert perfect["vector_error"] == 0.0 and perfect["detection_accuracy"] == 1.0
+    assert perfect["vector_length"] == perfect["true_length"] > 0
+    assert perfect["instances"] == 3
+    zero = evaluation.dcme_scores(np.zeros_like(true), ids, gt_foreground=True)
+    assert zero["vector_length"] == 0.0
+    assert zero["vector_error"] == pytest.approx(perfect["true_length"])
+    with pytest.raises(UserInputError, match="must be \\[B, H, W, 2\\] and \\[B, H, W\\]"):
+        evaluation.dcme_scores(true[0], ids)

@@ -43,7 +43,7 @@ def test_head_config_round_trip(make, shape, channels, params):
 def test_get_config_holds_exactly_the_constructor_args():
     base = set(keras.layers.Layer(name="x").get_config())
     assert set(DCMEHead().get_config()) - base == {
-        "filters", "num_convs", "kernel_size", "use_batch_norm"}
+        "filters", "num_convs", "kernel_size", "use_batch_norm", "output_scale"}
     assert set(GridClassifier().get_config()) - base == {
         "num_classes", "filters", "num_convs", "kernel_size", "use_batch_norm"}
     assert set(BackbonePreprocessing().get_config()) - base == {"mode"}
@@ -61,6 +61,8 @@ def test_heads_are_linear_at_the_output():
     # No activation: DCME vectors are signed; the output conv alone maps -x to -y.
     head = DCMEHead(num_convs=0)
     x = np.random.default_rng(1).normal(size=(1, 3, 3, 5)).astype("float32")
+    head(x)  # builds; the output conv starts at zero, which would make this vacuous
+    head.output_conv.kernel.assign(np.random.default_rng(2).normal(size=(1, 1, 5, 2)))
     bias = head(x) - head(np.zeros_like(x))
     np.testing.assert_allclose(head(-x) - head(np.zeros_like(x)), -bias, atol=1e-5)
 
@@ -131,3 +133,18 @@ def test_foreground_head_shape_params_and_config_round_trip():
     assert clone.count_params() == head.count_params()
     assert ForegroundHead(filters=8, dtype="mixed_float16")(
         np.ones((1, 4, 4, 3), "float32")).dtype == "float32"
+
+
+def test_dcme_head_starts_at_the_zero_field_and_scales_its_output():
+    x = np.random.default_rng(4).normal(size=(1, 4, 4, 3)).astype("float32")
+    head = DCMEHead(filters=4, output_scale=32.0)
+    np.testing.assert_array_equal(head(x), np.zeros((1, 4, 4, 2), np.float32))
+    head.output_conv.bias.assign([1.0, -0.5])
+    np.testing.assert_allclose(head(x)[0, 0, 0], [32.0, -16.0])
+    clone = DCMEHead.from_config(head.get_config())
+    assert clone.output_scale == 32.0
+
+
+def test_dcme_head_refuses_a_scale_that_is_not_positive():
+    with pytest.raises(ValueError, match="output_scale must be > 0"):
+        DCMEHead(output_scale=0.0)

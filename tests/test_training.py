@@ -109,3 +109,47 @@ def test_finished_epochs_counts_logged_rows(tmp_path):
     assert training.finished_epochs(tmp_path) == 0
     (tmp_path / "history.csv").write_text("epoch,loss\n0,1.0\n1,0.5\n")
     assert training.finished_epochs(tmp_path) == 2
+
+
+def test_precise_batch_norm_sets_the_mean_of_the_batches_statistics():
+    image = keras.Input((4, 4, 1))
+    norm = keras.layers.BatchNormalization()
+    model = keras.Model(image, norm(image))
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(k, 1.0 + k, (8, 4, 4, 1)).astype(np.float32) for k in range(3)]
+    assert training.precise_batch_norm(model, batches) == 3
+    np.testing.assert_allclose(norm.moving_mean.numpy(),
+                               [np.mean([b.mean() for b in batches])], rtol=1e-5)
+    np.testing.assert_allclose(norm.moving_variance.numpy(),
+                               [np.mean([b.var() for b in batches])], rtol=1e-4)
+    assert norm.momentum == 0.99
+
+
+def test_precise_batch_norm_reaches_batch_norms_inside_custom_layers():
+    from dcme_keras.layers import DCMEHead
+
+    image = keras.Input((4, 4, 3))
+    head = DCMEHead(filters=2, num_convs=1)
+    model = keras.Model(image, head(image))
+    batches = [np.full((2, 4, 4, 3), 5.0, np.float32)]
+    assert training.precise_batch_norm(model, batches) == 1
+    norm = next(layer for layer in head.hidden_layers
+                if isinstance(layer, keras.layers.BatchNormalization))
+    conv = head.hidden_layers[0](batches[0]).numpy()
+    np.testing.assert_allclose(norm.moving_mean.numpy(), conv.mean(axis=(0, 1, 2)),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_precise_batch_norm_callback_recalibrates_without_validation(tmp_path):
+    image = keras.Input((1,))
+    norm = keras.layers.BatchNormalization()
+    model = keras.Model(image, keras.layers.Dense(1)(norm(image)))
+    model.compile(keras.optimizers.Adam(0.01), loss="mse")
+    x = np.full((8, 1), 3.0, np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((x, x)).batch(4)
+    training.fit(model, ds, None, model_dir=tmp_path, epochs=1, verbose=0,
+                 first_callbacks=[training.precise_batch_norm_callback(ds, batches=2)])
+    # One step with momentum 0.99 leaves the moving mean near 0; recalibrated, it is 3.
+    np.testing.assert_allclose(norm.moving_mean.numpy(), [3.0], rtol=1e-5)
+    reloaded = keras.saving.load_model(tmp_path / "last.keras")
+    np.testing.assert_allclose(reloaded.layers[1].moving_mean.numpy(), [3.0], rtol=1e-5)

@@ -70,7 +70,7 @@ class TrainConfig:
       max_rotation_deg: largest augmentation rotation [degrees].
       precise_bn_batches: before each validation, BatchNorm statistics are recomputed
         with the current weights over this many unaugmented train batches
-        (``annotate.precise_batch_norm``); 0 keeps Keras' moving averages, which lag
+        (``training.precise_batch_norm``); 0 keeps Keras' moving averages, which lag
         far behind in runs of a few dozen steps.
       strategy: ``default``, ``mirrored`` or ``multi_worker``.
       mixed_precision: ``mixed_float16`` body (logits and losses stay float32).
@@ -311,14 +311,14 @@ def train(config: TrainConfig):
             calibration = pipelines.annotator_dataset(
                 "train", augment=False, shuffle=False,
                 **{**common, "cache": None})
-            callbacks.append(annotate.precise_batch_norm_callback(
+            callbacks.append(training.precise_batch_norm_callback(
                 calibration, config.precise_bn_batches))
         history = training.fit(
             model, train_ds, val_ds, model_dir=model_dir, epochs=config.epochs,
             monitor=annotate.MONITOR, mode="max", early_stopping_patience=config.patience,
             steps_per_epoch=config.steps_per_epoch,
             validation_steps=config.validation_steps, verbose=config.verbose,
-            extra_callbacks=callbacks)
+            first_callbacks=callbacks)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     inputs = "RGB + extreme points" if config.points else "RGB only"

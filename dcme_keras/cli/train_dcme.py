@@ -10,11 +10,21 @@ The network (``--preset``, ``models/deeplab_dcme.py``) reads whole scenes from t
 once: the DCME map, under the clipped MSE of eqs. 4-6 (``losses.DCMELoss``) with void and
 group pixels weighted 0, and the grid classes, under sparse categorical cross-entropy
 from logits with per-cell weights. Both losses average over the pixels or cells that
-count; ``--dcme_weight`` and ``--grid_weight`` weight them in the total. The optimizer is
-Adam, as far as the paper does not say otherwise.
+count; ``--dcme_weight`` and ``--grid_weight`` weight them in the total.
 
-``--model_dir`` receives what the shared harness writes (``training.py``: ``best.keras``
-by validation loss, ``last.keras``, ``history.csv``, ``tensorboard/``, ``backup/``) plus
+The recipe, where the paper says nothing (measured reasons in the README, "Training the
+DCME network"): Adam at ``--learning_rate`` 1e-3 with a cosine decay to 1/100 over all
+steps (``--lr_schedule``); the head predicts vectors in units of the preset's
+``head_output_scale`` (32 px) from a zero-initialized output conv; at the end of every
+epoch the batch-norm statistics are recomputed over ``--precise_bn_batches`` train
+batches, and the first ``--decoded_val_frames`` validation scenes are decoded
+(``codec_np.decode_dcme``, default parameters) to log ``val_detection_accuracy`` (IoU 0.5,
+instances of ``--min_area`` px or more) and ``val_vector_error`` (median px on object
+pixels). ``best.keras`` is the epoch with the best detection accuracy (``val_loss`` with
+``--decoded_val_frames 0``).
+
+``--model_dir`` receives what the shared harness writes (``training.py``: ``best.keras``,
+``last.keras``, ``history.csv``, ``tensorboard/``, ``backup/``) plus
 ``config.json`` (this run's settings) and ``loss_curves.png``. Rerunning with the same
 ``--model_dir`` continues from the last finished epoch with the optimizer state;
 ``--epochs`` is the total. ``--batch_size`` is the global batch: under ``--strategy
@@ -48,6 +58,10 @@ _RESUME_KEYS_SINCE = {"foreground_head": False}
 RESUME_KEYS = RESUME_KEYS + tuple(_RESUME_KEYS_SINCE)
 CONFIG_FILE = "config.json"
 LOSS_CURVES_FILE = "loss_curves.png"
+#: Learning-rate schedules of ``--lr_schedule``.
+SCHEDULES = ("cosine", "constant")
+#: The decoded metric that picks ``best.keras`` when ``--decoded_val_frames`` > 0.
+DETECTION_METRIC = "val_detection_accuracy"
 
 _defined = False
 
@@ -70,7 +84,9 @@ class TrainConfig:
       steps_per_epoch: batches per epoch (the training data then repeats); None = one
         pass over the train split.
       validation_steps: batches per validation; None = the whole validation split.
-      learning_rate: Adam's step size.
+      learning_rate: Adam's step size at the first step.
+      lr_schedule: ``cosine`` (down to ``learning_rate / 100`` at the last step of
+        ``epochs``) or ``constant``.
       dcme_weight: weight of the DCME loss in the total.
       grid_weight: weight of the grid loss in the total.
       amplitude: A of eq. 6 [pixels].
@@ -80,8 +96,17 @@ class TrainConfig:
       jit_compile: force XLA; False leaves Keras' default (``auto``).
       cache: ``memory``, a file prefix, or None: where decoded scenes are cached.
       seed: seed of weights, shuffling and flips.
-      early_stopping_patience: epochs without a better validation loss before stopping;
-        None = off.
+      early_stopping_patience: epochs without a better monitored value (detection
+        accuracy, else validation loss) before stopping; None = off.
+      precise_bn_batches: at the end of every epoch, before validation and checkpoints,
+        batch-norm statistics are recomputed with the current weights over this many
+        unaugmented train batches (``training.precise_batch_norm``); 0 keeps Keras'
+        moving averages, which lag far behind in short runs.
+      decoded_val_frames: validation scenes decoded at the end of every epoch to log
+        ``val_detection_accuracy`` and ``val_vector_error`` and pick ``best.keras`` by
+        the former; 0 picks it by ``val_loss``.
+      min_area: smallest ground-truth instance [pixels at ``image_size``] that counts
+        for ``val_detection_accuracy``.
       verbose: Keras' ``fit`` verbosity (1 = progress bar, 2 = one line per epoch).
       foreground_head: add the optional foreground output (beyond the paper).
       foreground_weight: weight of the foreground loss in the total.
@@ -97,7 +122,8 @@ class TrainConfig:
     epochs: int = 1
     steps_per_epoch: int | None = None
     validation_steps: int | None = None
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
     dcme_weight: float = 1.0
     grid_weight: float = 1.0
     amplitude: float = 4.0
@@ -108,6 +134,9 @@ class TrainConfig:
     cache: str | None = None
     seed: int = 0
     early_stopping_patience: int | None = None
+    precise_bn_batches: int = 4
+    decoded_val_frames: int = 4
+    min_area: int = 100
     verbose: int = 1
     foreground_head: bool = False
     foreground_weight: float = 1.0
@@ -136,7 +165,10 @@ def define_flags() -> None:
                          "default: one pass over the train split", lower_bound=1)
     flags.DEFINE_integer("validation_steps", None, "batches per validation; default: the "
                          "whole validation split", lower_bound=1)
-    flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate", lower_bound=0.0)
+    flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate at the first step",
+                       lower_bound=0.0)
+    flags.DEFINE_enum("lr_schedule", "cosine", list(SCHEDULES), "cosine: decay to 1/100 "
+                      "of --learning_rate by the last step of --epochs; constant: none")
     flags.DEFINE_float("dcme_weight", 1.0, "weight of the DCME loss", lower_bound=0.0)
     flags.DEFINE_float("grid_weight", 1.0, "weight of the grid loss", lower_bound=0.0)
     flags.DEFINE_float("amplitude", 4.0, "A of the translated logistic, eq. 6, in pixels "
@@ -151,7 +183,15 @@ def define_flags() -> None:
                         "none (512x1024 Cityscapes train takes 7.4 GB)")
     flags.DEFINE_integer("seed", 0, "seed of weights, shuffling and flips", lower_bound=0)
     flags.DEFINE_integer("early_stopping_patience", None, "stop after this many epochs "
-                         "without a better val_loss; default: never", lower_bound=1)
+                         "without a better monitored value; default: never", lower_bound=1)
+    flags.DEFINE_integer("precise_bn_batches", 4, "recompute batch-norm statistics over "
+                         "this many train batches before each validation and checkpoint; "
+                         "0: keep the moving averages", lower_bound=0)
+    flags.DEFINE_integer("decoded_val_frames", 4, "decode this many validation scenes each "
+                         "epoch and pick best.keras by val_detection_accuracy (IoU 0.5); "
+                         "0: pick it by val_loss", lower_bound=0)
+    flags.DEFINE_integer("min_area", 100, "smallest instance in pixels at --image_size "
+                         "that val_detection_accuracy counts", lower_bound=0)
     flags.DEFINE_bool("progress", True, "Keras progress bar; --noprogress logs one line "
                       "per epoch")
     flags.DEFINE_bool("foreground_head", False, "beyond the paper: add a per-pixel "
@@ -172,11 +212,14 @@ def config_from_flags() -> TrainConfig:
         preset=f.preset, image_size=parse_hw(f.image_size), batch_size=f.batch_size,
         epochs=f.epochs, steps_per_epoch=f.steps_per_epoch,
         validation_steps=f.validation_steps, learning_rate=f.learning_rate,
+        lr_schedule=f.lr_schedule,
         dcme_weight=f.dcme_weight, grid_weight=f.grid_weight, amplitude=f.amplitude,
         strategy=f.strategy, mixed_precision=f.mixed_precision,
         backbone_weights=_none_if(f.backbone_weights), jit_compile=f.jit_compile,
         cache=_none_if(f.cache), seed=f.seed,
-        early_stopping_patience=f.early_stopping_patience, verbose=1 if f.progress else 2,
+        early_stopping_patience=f.early_stopping_patience,
+        precise_bn_batches=f.precise_bn_batches, decoded_val_frames=f.decoded_val_frames,
+        min_area=f.min_area, verbose=1 if f.progress else 2,
         foreground_head=f.foreground_head, foreground_weight=f.foreground_weight)
 
 
@@ -240,6 +283,31 @@ def _check_config(config: TrainConfig) -> None:
     if not config.foreground_weight >= 0:
         raise UserInputError(f"--foreground_weight {config.foreground_weight} must be >= 0, "
                              "e.g. 1")
+    if not config.learning_rate > 0:
+        raise UserInputError(f"--learning_rate {config.learning_rate} must be > 0, e.g. 1e-3")
+    if config.lr_schedule not in SCHEDULES:
+        raise UserInputError(f"--lr_schedule {config.lr_schedule!r} is unknown; use one of "
+                             f"{', '.join(SCHEDULES)}")
+    for name in ("precise_bn_batches", "decoded_val_frames", "min_area"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or int(value) != value or value < 0:
+            raise UserInputError(f"{name} {value!r} must be a whole number >= 0")
+
+
+def _check_decoded_scenes(scenes, config: TrainConfig) -> None:
+    """Refuse decoded validation scenes without one instance that counts."""
+    import numpy as np
+
+    from dcme_keras.evaluation import instance_detections
+
+    counted = sum(instance_detections(ids, np.zeros_like(ids), min_area=config.min_area)[1]
+                  for _, ids in scenes)
+    if not counted:
+        raise UserInputError(
+            f"the first {len(scenes)} validation scenes hold no instance of "
+            f"at least --min_area {config.min_area} pixels at {config.image_size[0]}x"
+            f"{config.image_size[1]}; lower --min_area, raise --decoded_val_frames, or "
+            "pass --decoded_val_frames 0 to pick best.keras by val_loss")
 
 
 def _validation_batching(num_scenes: int, batch_size: int, replicas: int
@@ -313,6 +381,85 @@ def _foreground_compile_args(config: TrainConfig) -> tuple[dict, dict, dict]:
             {keys.FOREGROUND: metrics})
 
 
+def learning_rate_callback(base: float, schedule: str, total_steps: int):
+    """A callback that sets Adam's learning rate before every step from the step count.
+
+    Driven by ``optimizer.iterations``, which the backup restores, so a resumed run
+    continues the schedule where it stopped and may change ``base``.
+
+    Args:
+      base: the learning rate at step 0.
+      schedule: ``constant``, or ``cosine``: half a cosine from ``base`` down to
+        ``base / 100`` at ``total_steps``, then flat.
+      total_steps: steps of the whole run (all epochs) [batches].
+
+    Returns:
+      A ``keras.callbacks.Callback``.
+    """
+    import math
+
+    import keras
+
+    if schedule not in SCHEDULES:
+        raise UserInputError(f"--lr_schedule {schedule!r} is unknown; use one of "
+                             f"{', '.join(SCHEDULES)}")
+
+    def rate(step: int) -> float:
+        if schedule == "constant":
+            return base
+        progress = min(step / max(total_steps, 1), 1.0)
+        return base * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    class LearningRate(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            optimizer = self.model.optimizer
+            optimizer.learning_rate.assign(rate(int(optimizer.iterations.numpy())))
+
+    return LearningRate()
+
+
+def decoded_validation_callback(scenes, *, min_area: int, batch_size: int):
+    """A callback that adds decoded validation scores to every epoch's logs.
+
+    At the end of each epoch (after :func:`dcme_keras.training.precise_batch_norm`),
+    the model runs in inference mode on ``scenes``; its DCME maps are decoded with
+    ``codec_np.decode_dcme`` (default parameters) and matched against the ground truth
+    (:func:`dcme_keras.evaluation.dcme_scores`). It logs ``val_detection_accuracy``
+    (share of instances of at least ``min_area`` pixels found with IoU >= 0.5, in
+    [0, 1]) and ``val_vector_error`` (median |pred - true| on object pixels [pixels]),
+    so ``best.keras`` can be picked by what the network is for. Pass it in
+    :func:`dcme_keras.training.fit`'s ``first_callbacks``.
+
+    Args:
+      scenes: list of ``(image [H, W, 3] float32 0..255, instance_ids [H, W] int32)``.
+      min_area: smallest ground-truth instance that counts [pixels].
+      batch_size: scenes per forward pass.
+
+    Returns:
+      A ``keras.callbacks.Callback``.
+    """
+    import keras
+    import numpy as np
+
+    from dcme_keras import evaluation, keys
+
+    images = np.stack([image for image, _ in scenes])
+    instance_ids = np.stack([ids for _, ids in scenes])
+
+    class DecodedValidation(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            dcme = np.concatenate([
+                keras.ops.convert_to_numpy(
+                    self.model(images[i:i + batch_size], training=False)[keys.DCME])
+                for i in range(0, len(images), batch_size)])
+            scores = evaluation.dcme_scores(dcme, instance_ids, min_area=min_area)
+            if logs is not None:
+                logs[DETECTION_METRIC] = scores["detection_accuracy"]
+                logs["val_vector_error"] = scores["vector_error"]
+
+    return DecodedValidation()
+
+
 def train(config: TrainConfig):
     """Train (or resume training) the DCME network as ``config`` says.
 
@@ -384,6 +531,28 @@ def train(config: TrainConfig):
                                          drop_remainder=val_drop, **common)
                   if val_batch else None)
         model = training.build_in_scope(strategy, lambda: build_and_compile(config))
+        steps = config.steps_per_epoch or sizes["train"] // config.batch_size
+        # Set from optimizer.iterations before every step, so the backup's restored rate
+        # never wins and a resumed run may change --learning_rate.
+        first_callbacks = [learning_rate_callback(config.learning_rate, config.lr_schedule,
+                                                  steps * config.epochs)]
+        if config.precise_bn_batches:
+            # Unshuffled, unflipped and uncached: a short read of the first scenes.
+            calibration = pipelines.dcme_dataset(
+                "train", batch_size=config.batch_size, shuffle=False, flip=False,
+                drop_remainder=False, **{**common, "cache": None})
+            first_callbacks.append(training.precise_batch_norm_callback(
+                calibration, config.precise_bn_batches))
+        monitor, mode = "val_loss", "min"
+        if config.decoded_val_frames and val_ds is not None:
+            scenes = list(pipelines.dcme_scenes(
+                "validation", data_dir=config.data_dir, config=config.config,
+                image_size=config.image_size, grid_size=OUTPUT_STRIDE,
+            ).take(config.decoded_val_frames).as_numpy_iterator())
+            _check_decoded_scenes(scenes, config)
+            first_callbacks.append(decoded_validation_callback(
+                scenes, min_area=config.min_area, batch_size=config.batch_size))
+            monitor, mode = DETECTION_METRIC, "max"
         # Written only now that training can start: a start that failed above (batch vs
         # replicas, missing weights) must not leave a record that blocks the rerun.
         record = {"settings": _settings(config), "data": data_name, "splits": sizes,
@@ -391,18 +560,13 @@ def train(config: TrainConfig):
                   "tensorflow": tf.__version__, "keras": keras.__version__}
         with atomic_path(model_dir / CONFIG_FILE) as tmp:
             tmp.write_text(json.dumps(record, indent=2) + "\n")
-        # The backup restores Adam's state, its learning rate included; setting it again
-        # once restored lets a resumed run change --learning_rate.
-        set_learning_rate = keras.callbacks.LambdaCallback(
-            on_train_begin=lambda logs: model.optimizer.learning_rate.assign(
-                config.learning_rate))
         history = training.fit(
             model, train_ds, val_ds, model_dir=model_dir, epochs=config.epochs,
-            monitor="val_loss", mode="min",
+            monitor=monitor, mode=mode,
             early_stopping_patience=config.early_stopping_patience,
             steps_per_epoch=config.steps_per_epoch,
             validation_steps=config.validation_steps, verbose=config.verbose,
-            extra_callbacks=[set_learning_rate])
+            first_callbacks=first_callbacks)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     figures.loss_curves(model_dir / "history.csv", model_dir / LOSS_CURVES_FILE,

@@ -376,6 +376,48 @@ def dcme_dataset(split: str, *, data_dir: str | os.PathLike, config: str | None 
     return examples.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
+def dcme_scenes(split: str, *, data_dir: str | os.PathLike, config: str | None = None,
+                image_size: Sequence[int] | None = DEFAULT_SCENE_SIZE,
+                grid_size: int = DEFAULT_GRID_SIZE) -> tf.data.Dataset:
+    """Whole scenes with their instance ids, in file order, for decoded metrics.
+
+    The same frames and resizing as :func:`dcme_dataset`, unbatched, unshuffled and
+    unflipped, with the instance ids in place of the training targets, so a decoded
+    network output can be matched against the ground truth at network resolution
+    (:func:`dcme_keras.evaluation.instance_detections`).
+
+    Example:
+      >>> for image, ids in dcme_scenes("validation", data_dir="~/tensorflow_datasets"):
+      ...     outputs = model(image[None], training=False)
+
+    Args:
+      split: a TFDS split of cityscapes_instances (slices such as ``"validation[:4]"``).
+      data_dir: TFDS data dir the dataset was built into (``dcme-keras build``).
+      config: builder config, ``"full"`` or ``"half"``; None takes the builder's default.
+      image_size: network input (H, W) [pixels], multiples of ``grid_size``; None keeps
+        the stored size.
+      grid_size: Gs [pixels], the encoder's stride (only checks ``image_size``).
+
+    Returns:
+      A ``tf.data.Dataset`` of ``(image [H, W, 3] float32 RGB 0..255,
+      instance_ids [H, W] int32)``.
+
+    Raises:
+      UserInputError: for a dataset that is not built, an unknown split or config, or
+        bad sizes.
+    """
+    grid_size = _check_int(grid_size, "grid_size", 1, DEFAULT_GRID_SIZE)
+    if image_size is not None:
+        image_size = _check_image_size(image_size, grid_size)
+    builder, _ = _builder(data_dir, config, split)
+
+    def resize(frame):
+        image, ids = resize_scene(frame[keys.IMAGE], frame[keys.INSTANCE_IDS], image_size)
+        return tf.cast(image, tf.float32), tf.cast(ids[..., 0], tf.int32)
+
+    return _map(_frames(builder, split, False, None), resize)
+
+
 # ----------------------------------------------------------------------------------------
 # Extreme-points crops: NumPy maths
 # ----------------------------------------------------------------------------------------

@@ -67,6 +67,9 @@ BACKBONES = ("vgg16", "mobilenet_v2", "tiny")
 #: ``mobilenet_v2``: a CPU-sized variant for the annotation tool; 3.76 M, 16.7 GMACs.
 #: ``tiny``: a from-scratch VGG-like encoder with the same topology, for tests and demos;
 #: 49 k parameters, 0.9 GMACs.
+#: ``head_output_scale`` [pixels] is a training choice, not architecture: the DCME head
+#: regresses vectors in units of it (see :class:`~dcme_keras.layers.DCMEHead`); 32 px
+#: suits the 20-100 px vectors of 256x512 to 512x1024 maps.
 PRESETS: dict[str, dict] = {
     "paper": {
         "backbone": "vgg16",
@@ -74,7 +77,7 @@ PRESETS: dict[str, dict] = {
         "aspp_filters": 256, "aspp_rates": (6, 12, 18),
         "low_level_filters": 48, "decoder_filters": 256, "decoder_convs": 2,
         "upsample_kernel_size": 8,
-        "head_filters": 64, "head_convs": 1,
+        "head_filters": 64, "head_convs": 1, "head_output_scale": 32.0,
         "grid_filters": 256, "grid_convs": 0,
     },
     "mobilenet_v2": {
@@ -83,7 +86,7 @@ PRESETS: dict[str, dict] = {
         "aspp_filters": 128, "aspp_rates": (6, 12, 18),
         "low_level_filters": 32, "decoder_filters": 128, "decoder_convs": 1,
         "upsample_kernel_size": 4,
-        "head_filters": 16, "head_convs": 1,
+        "head_filters": 16, "head_convs": 1, "head_output_scale": 32.0,
         "grid_filters": 128, "grid_convs": 1,
     },
     "tiny": {
@@ -92,7 +95,7 @@ PRESETS: dict[str, dict] = {
         "aspp_filters": 16, "aspp_rates": (2,),
         "low_level_filters": 8, "decoder_filters": 16, "decoder_convs": 1,
         "upsample_kernel_size": 4,
-        "head_filters": 8, "head_convs": 1,
+        "head_filters": 8, "head_convs": 1, "head_output_scale": 32.0,
         "grid_filters": 16, "grid_convs": 1,
     },
 }
@@ -195,7 +198,7 @@ def build_deeplab_dcme(preset: str = "paper", input_shape=(512, 1024, 3),
                                strides=LOW_LEVEL_STRIDE, padding="same",
                                name="decoder_upsample2")(x)
     dcme = DCMEHead(filters=config["head_filters"], num_convs=config["head_convs"],
-                    name=keys.DCME)(x)
+                    output_scale=config["head_output_scale"], name=keys.DCME)(x)
 
     outputs = {keys.DCME: dcme, keys.GRID: grid}
     if foreground_head:

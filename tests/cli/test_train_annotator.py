@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import keras
-import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
@@ -94,20 +93,6 @@ def test_resuming_with_another_network_is_refused(data_dir, trained):
 def test_unbuilt_dataset_is_refused(tmp_path):
     with pytest.raises(UserInputError, match="dcme-keras build"):
         train_annotator.train(_config(str(tmp_path / "nothing"), tmp_path / "run", epochs=1))
-
-
-def test_precise_batch_norm_sets_the_mean_of_the_batches_statistics():
-    image = keras.Input((4, 4, 1))
-    norm = keras.layers.BatchNormalization()
-    model = keras.Model(image, norm(image))
-    rng = np.random.default_rng(0)
-    batches = [rng.normal(k, 1.0 + k, (8, 4, 4, 1)).astype(np.float32) for k in range(3)]
-    assert annotate.precise_batch_norm(model, batches) == 3
-    np.testing.assert_allclose(norm.moving_mean.numpy(),
-                               [np.mean([b.mean() for b in batches])], rtol=1e-5)
-    np.testing.assert_allclose(norm.moving_variance.numpy(),
-                               [np.mean([b.var() for b in batches])], rtol=1e-4)
-    assert norm.momentum == 0.99
 
 
 def test_iou_scores_agree_with_the_metrics_module(rng):

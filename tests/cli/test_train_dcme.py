@@ -16,7 +16,9 @@ import tensorflow_datasets as tfds
 import tfds_cityscapes.cityscapes_instances  # noqa: F401  (registers the builder)
 from dcme_keras.cli import train_dcme
 from dcme_keras.cli.train_dcme import TrainConfig
+from dcme_keras.data.pipelines import dcme_scenes
 from dcme_keras.data.synthetic import write_dataset
+from dcme_keras.evaluation import dcme_scores
 from dcme_keras.errors import UserInputError
 
 SIZE = (64, 128)
@@ -34,6 +36,7 @@ def data_dir(tmp_path_factory):
 
 
 def _config(data_dir, model_dir, **kw):
+    kw.setdefault("lr_schedule", "constant")
     return TrainConfig(data_dir=data_dir, model_dir=str(model_dir), preset="tiny",
                        image_size=SIZE, batch_size=2, learning_rate=1e-3, verbose=0,
                        data_name="synthetic Cityscapes", **kw)
@@ -73,6 +76,53 @@ def test_training_writes_checkpoints_and_logs_then_resumes(data_dir, tmp_path):
     reloaded = keras.saving.load_model(model_dir / "last.keras", compile=False)
     assert {k: tuple(v.shape) for k, v in reloaded.output.items()} == {
         "dcme": (None, 64, 128, 2), "grid": (None, 4, 8, 9)}
+
+
+def test_best_checkpoint_is_picked_by_decoded_detection_accuracy(data_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    train_dcme.train(_config(data_dir, model_dir, epochs=2, lr_schedule="cosine"))
+    rows = _rows(model_dir / "history.csv")
+    for row in rows:
+        assert 0.0 <= float(row["val_detection_accuracy"]) <= 1.0
+        assert math.isfinite(float(row["val_vector_error"]))
+    # best.keras, rescored on the same scenes, holds the best logged value: it was saved
+    # after the precise-BN pass, by the decoded metric.
+    best = keras.saving.load_model(model_dir / "best.keras", compile=False)
+    scenes = list(dcme_scenes("validation", data_dir=data_dir, image_size=SIZE)
+                  .as_numpy_iterator())
+    images = np.stack([image for image, _ in scenes])
+    scores = dcme_scores(best(images, training=False)["dcme"].numpy(),
+                         np.stack([ids for _, ids in scenes]), min_area=100)
+    assert scores["detection_accuracy"] == pytest.approx(
+        max(float(row["val_detection_accuracy"]) for row in rows))
+    assert scores["instances"] == 7
+
+
+def test_cosine_schedule_follows_the_optimizer_step_count():
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(1.0), loss="mse")
+    callback = train_dcme.learning_rate_callback(1e-3, "cosine", total_steps=10)
+    callback.set_model(model)
+    expected = {0: 1e-3, 5: 1e-3 * (0.01 + 0.99 * 0.5), 10: 1e-5, 20: 1e-5}
+    for step, rate in expected.items():
+        model.optimizer.iterations.assign(step)
+        callback.on_train_batch_begin(0)
+        assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(rate, rel=1e-5)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lr_schedule": "step"}, "--lr_schedule 'step' is unknown"),
+    ({"learning_rate": 0.0}, "--learning_rate 0.0 must be > 0"),
+    ({"precise_bn_batches": -1}, "precise_bn_batches -1 must be a whole number"),
+])
+def test_bad_recipe_settings_are_refused_in_one_line(data_dir, tmp_path, change, message):
+    with pytest.raises(UserInputError, match=message):
+        train_dcme.train(dataclasses.replace(_config(data_dir, tmp_path), **change))
+
+
+def test_decoded_validation_needs_an_instance_that_counts(data_dir, tmp_path):
+    with pytest.raises(UserInputError, match="no instance of at least --min_area 100000"):
+        train_dcme.train(_config(data_dir, tmp_path, min_area=100_000))
 
 
 def test_resuming_with_another_architecture_is_refused(data_dir, tmp_path):
@@ -124,7 +174,8 @@ def test_help_lists_networks_and_the_dcme_flags():
     assert out.returncode == 0 and "  dcme" in out.stdout and "  annotator" in out.stdout
     out = _cli("dcme", "--help")
     assert out.returncode == 0
-    for flag in ("--data_dir", "--amplitude", "--strategy", "--[no]mixed_precision"):
+    for flag in ("--data_dir", "--amplitude", "--strategy", "--[no]mixed_precision",
+                 "--lr_schedule", "--precise_bn_batches", "--decoded_val_frames", "--min_area"):
         assert flag in out.stdout, flag
     out = _cli("segnet")
     assert out.returncode == 2

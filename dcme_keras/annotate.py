@@ -827,8 +827,10 @@ def format_tables(result: Mapping[str, Any], *, title: str | None = None) -> str
         lines.append(f"{name:<16}{n:>8}{_pct(crop['per_class'][name]):>12}"
                      f"{_pct(full['per_class'][name]):>11}{quad}")
     if base is not None:
-        gain = 100.0 * (full["mIoU"] - base["full"]["mIoU"])
-        lines.append(f"network over quadrilateral at full resolution: {gain:+.2f} mIoU points")
+        gains = {k: 100.0 * (full[k] - base["full"][k]) for k in ("iIoU", "mIoU")}
+        lines.append(f"network over quadrilateral at full resolution: {gains['iIoU']:+.2f} "
+                     f"iIoU (mean per object), {gains['mIoU']:+.2f} mIoU (mean per class) "
+                     "points")
     border = result["border_error"]
     shares = " ".join(f"{100.0 * h:.1f}" for h in border["histogram"])
     last = border["bin_px"][-1]

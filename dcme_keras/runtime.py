@@ -30,6 +30,9 @@ from dcme_keras import classes, inference, keys
 from dcme_keras.errors import UserInputError
 
 METADATA_FORMAT = "dcme-keras-tflite/1"
+#: The annotator the package ships (int8, with its sidecar ``.json``), trained on synthetic
+#: Cityscapes by ``tools/bundled_annotator.py``; the sidecar's ``provenance`` says how.
+BUNDLED_ANNOTATOR = Path(__file__).resolve().parent / "models_data" / "annotator_int8.tflite"
 
 
 def metadata_path(tflite_path: str | Path) -> Path:
@@ -222,21 +225,29 @@ class ExtremePointsAnnotator:
 
     Args:
       tflite: an annotator model exported by ``dcme-keras export`` (its path, or a
-        :class:`TFLiteModel` of kind ``"annotator"``).
+        :class:`TFLiteModel` of kind ``"annotator"``); None takes the one the package
+        ships, :data:`BUNDLED_ANNOTATOR`.
       num_threads: interpreter threads (ignored for a :class:`TFLiteModel`).
       threshold: probability above which a pixel is object.
 
     Raises:
       UserInputError: for a model of another kind or with another signature than
-        ``image [1, S, S, 4 or 3] -> mask [1, S, S, 1]``.
+        ``image [1, S, S, 4 or 3] -> mask [1, S, S, 1]``, or no model given when the
+        bundled one is missing from this installation.
 
     Example:
-      >>> ann = ExtremePointsAnnotator("unet_int8.tflite")
+      >>> ann = ExtremePointsAnnotator()  # the bundled int8 model
       >>> mask = ann.segment(image_rgb_uint8, points_xy)  # [H, W] bool
     """
 
-    def __init__(self, tflite: str | Path | TFLiteModel, *, num_threads: int = 1,
-                 threshold: float = 0.5):
+    def __init__(self, tflite: str | Path | TFLiteModel | None = None, *,
+                 num_threads: int = 1, threshold: float = 0.5):
+        if tflite is None:
+            if not BUNDLED_ANNOTATOR.is_file():
+                raise UserInputError(f"the bundled annotator {BUNDLED_ANNOTATOR} is missing "
+                                     "from this installation; reinstall dcme-keras or pass "
+                                     "a .tflite model")
+            tflite = BUNDLED_ANNOTATOR
         self.model = _as_model(tflite, num_threads, "annotator")
         meta = self.model.metadata
         _, h, w, channels = self.model.input_shape

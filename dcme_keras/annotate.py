@@ -342,6 +342,11 @@ class KerasModel(TFLiteModel):
         """Same as calling the model: it takes any batch size."""
         return self(batch)
 
+    def replica(self):
+        """Refused: TensorFlow runs its own thread pool; workers are a ``.tflite`` feature."""
+        raise UserInputError("several workers need a .tflite model (one interpreter each); "
+                             "export the .keras model or use one worker")
+
 
 class KerasAnnotator(ExtremePointsAnnotator):
     """:class:`~dcme_keras.runtime.ExtremePointsAnnotator` on a ``.keras`` model.

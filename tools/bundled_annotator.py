@@ -182,6 +182,8 @@ def main() -> None:
         INSTALL_DIR.mkdir(exist_ok=True)
         sidecar = json.loads(Path(f"{model}.json").read_text())
         sidecar["provenance"] = provenance
+        # This machine's paths mean nothing where the package is installed.
+        sidecar["source_model"] = "WORKDIR/annotator/best.keras"
         shutil.copyfile(model, INSTALL_DIR / MODEL_NAME)
         (INSTALL_DIR / f"{MODEL_NAME}.json").write_text(json.dumps(sidecar, indent=1) + "\n")
         print(f"installed {INSTALL_DIR / MODEL_NAME}")

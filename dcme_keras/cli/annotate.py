@@ -98,6 +98,9 @@ _THRESHOLD = flags.DEFINE_float("threshold", 0.5,
                                 "mask probability from which a pixel is object")
 _THREADS = flags.DEFINE_integer("threads", 1, "LiteRT interpreter threads for a .tflite model",
                                 lower_bound=1)
+_WORKERS = flags.DEFINE_integer(
+    "workers", 1, "images annotated in parallel, each worker with its own interpreter of "
+    "--threads threads (a .tflite model); 2 workers keep 2 cores busy", lower_bound=1)
 _PROGRESS = flags.DEFINE_bool("progress", True, "show a progress bar over the images")
 flags.mark_flags_as_required(["out"])
 
@@ -377,10 +380,17 @@ def main(argv: list[str]) -> None:
                                         threshold=_THRESHOLD.value)
     from tqdm import tqdm
 
-    documents = [annotate_image(annotator, request, fmt=fmt, out_file=file,
-                                tolerance_px=_TOLERANCE_PX.value, coco_mode=_COCO_MODE.value)
-                 for request, file in tqdm(list(zip(requests, out_files)), unit=" images",
-                                           desc="annotating", disable=not _PROGRESS.value)]
+    from dcme_keras.runtime import map_with_replicas
+
+    def document(worker_annotator, job):
+        request, file = job
+        return annotate_image(worker_annotator, request, fmt=fmt, out_file=file,
+                              tolerance_px=_TOLERANCE_PX.value, coco_mode=_COCO_MODE.value)
+
+    # The pool takes every job at once, so a bar would only count submissions there.
+    jobs = tqdm(list(zip(requests, out_files)), unit=" images", desc="annotating",
+                disable=not _PROGRESS.value or _WORKERS.value > 1)
+    documents = map_with_replicas(annotator, document, jobs, workers=_WORKERS.value)
     from dcme_keras.fileio import atomic_path
 
     for document, file in zip(documents, out_files):

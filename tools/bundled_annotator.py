@@ -184,6 +184,7 @@ def main() -> None:
         sidecar["provenance"] = provenance
         # This machine's paths mean nothing where the package is installed.
         sidecar["source_model"] = "WORKDIR/annotator/best.keras"
+        sidecar["calibration"]["source"] = "WORKDIR/synthetic (train split)"
         shutil.copyfile(model, INSTALL_DIR / MODEL_NAME)
         (INSTALL_DIR / f"{MODEL_NAME}.json").write_text(json.dumps(sidecar, indent=1) + "\n")
         print(f"installed {INSTALL_DIR / MODEL_NAME}")

@@ -66,6 +66,7 @@ __all__ = [
     "paste_back",
     "point_channel",
     "point_channel_tf",
+    "quadrilateral_mask",
 ]
 
 DEFAULT_SIZE = 128
@@ -514,3 +515,32 @@ def paste_back(mask_or_prob, box: Sequence[int], image_hw: Sequence[int],
     out[y0:y1, x0:x1] = cv2.resize(prob, (x1 - x0, y1 - y0),
                                    interpolation=cv2.INTER_LINEAR) >= threshold
     return out
+
+
+def quadrilateral_mask(points_xy, image_hw: Sequence[int]) -> np.ndarray:
+    """The no-learning baseline: the filled quadrilateral of the 4 extreme points.
+
+    What a labeler gets from the clicks alone, with no network; an annotator that does
+    not beat it by a wide margin has learned little. The polygon left, top, right,
+    bottom is filled with its boundary (OpenCV ``fillPoly`` at pixel centres), so each
+    point's pixel is in the mask.
+
+    Example:
+      >>> quadrilateral_mask([(0, 2), (2, 0), (4, 2), (2, 4)], (5, 5)).sum()   # a diamond
+      13
+
+    Args:
+      points_xy: [4, 2] (x, y) [pixels], left, top, right, bottom.
+      image_hw: (H, W) of the mask [pixels].
+
+    Returns:
+      [H, W] bool.
+
+    Raises:
+      UserInputError: for points that are not [4, 2] inside the image.
+    """
+    h, w = _check_size_hw(image_hw)
+    points = _check_points(points_xy, (h, w))
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [np.round(points).astype(np.int32).reshape(-1, 1, 2)], 1)
+    return mask.astype(bool)

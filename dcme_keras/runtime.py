@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,9 @@ from dcme_keras import classes, inference, keys
 from dcme_keras.errors import UserInputError
 
 METADATA_FORMAT = "dcme-keras-tflite/1"
+#: The annotator the package ships (int8, with its sidecar ``.json``), trained on synthetic
+#: Cityscapes by ``tools/bundled_annotator.py``; the sidecar's ``provenance`` says how.
+BUNDLED_ANNOTATOR = Path(__file__).resolve().parent / "models_data" / "annotator_int8.tflite"
 
 
 def metadata_path(tflite_path: str | Path) -> Path:
@@ -102,11 +105,23 @@ class TFLiteModel:
                     num_threads, kind)
         return model
 
+    def replica(self) -> TFLiteModel:
+        """The same model in a new interpreter, for another thread.
+
+        One interpreter must not run in two threads at once; LiteRT releases the GIL
+        while it invokes, so one replica per worker thread keeps several cores busy.
+        """
+        model = type(self).__new__(type(self))
+        model._open(self._source, self.metadata, self._where, self.num_threads,
+                    self.metadata["kind"])
+        return model
+
     def _open(self, source: dict, metadata: dict, where: str, num_threads: int,
               kind: str) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         self.metadata = metadata
+        self._source, self._where = source, where
         if metadata.get("kind") != kind:
             raise UserInputError(
                 f"{where} is a {metadata.get('kind')!r} model, not {kind!r}; pass the "
@@ -222,21 +237,29 @@ class ExtremePointsAnnotator:
 
     Args:
       tflite: an annotator model exported by ``dcme-keras export`` (its path, or a
-        :class:`TFLiteModel` of kind ``"annotator"``).
+        :class:`TFLiteModel` of kind ``"annotator"``); None takes the one the package
+        ships, :data:`BUNDLED_ANNOTATOR`.
       num_threads: interpreter threads (ignored for a :class:`TFLiteModel`).
       threshold: probability above which a pixel is object.
 
     Raises:
       UserInputError: for a model of another kind or with another signature than
-        ``image [1, S, S, 4 or 3] -> mask [1, S, S, 1]``.
+        ``image [1, S, S, 4 or 3] -> mask [1, S, S, 1]``, or no model given when the
+        bundled one is missing from this installation.
 
     Example:
-      >>> ann = ExtremePointsAnnotator("unet_int8.tflite")
+      >>> ann = ExtremePointsAnnotator()  # the bundled int8 model
       >>> mask = ann.segment(image_rgb_uint8, points_xy)  # [H, W] bool
     """
 
-    def __init__(self, tflite: str | Path | TFLiteModel, *, num_threads: int = 1,
-                 threshold: float = 0.5):
+    def __init__(self, tflite: str | Path | TFLiteModel | None = None, *,
+                 num_threads: int = 1, threshold: float = 0.5):
+        if tflite is None:
+            if not BUNDLED_ANNOTATOR.is_file():
+                raise UserInputError(f"the bundled annotator {BUNDLED_ANNOTATOR} is missing "
+                                     "from this installation; reinstall dcme-keras or pass "
+                                     "a .tflite model")
+            tflite = BUNDLED_ANNOTATOR
         self.model = _as_model(tflite, num_threads, "annotator")
         meta = self.model.metadata
         _, h, w, channels = self.model.input_shape
@@ -309,13 +332,70 @@ class ExtremePointsAnnotator:
         return [Polygon(p.exterior + offset, [hole + offset for hole in p.holes])
                 for p in mask_to_polygons(mask, tolerance_px=tolerance_px)]
 
-    def segment_many(self, requests: Iterable[tuple[np.ndarray, Sequence]]) -> list[np.ndarray]:
+    def replica(self) -> ExtremePointsAnnotator:
+        """This annotator on its own interpreter (:meth:`TFLiteModel.replica`), for a thread."""
+        return type(self)(self.model.replica(), threshold=self.threshold)
+
+    def segment_many(self, requests: Iterable[tuple[np.ndarray, Sequence]], *,
+                     workers: int = 1) -> list[np.ndarray]:
         """Batch pre-annotation: one mask per ``(image, points)`` request, in order.
 
-        The interpreter runs batch 1 (the fastest plan on a CPU); this loops without
-        re-allocating and is what ``dcme-keras annotate --requests`` uses.
+        The interpreter runs batch 1 (the fastest plan on a CPU). With ``workers`` > 1 the
+        requests run in that many threads, each with its own :meth:`replica` (crop,
+        invoke and paste-back release the GIL), so ``workers`` cores share the work.
+
+        Args:
+          requests: ``(image [H, W, 3] uint8 RGB, points [4, 2] (x, y))`` pairs.
+          workers: threads, each with one interpreter of ``num_threads`` threads.
+
+        Returns:
+          ``[H, W]`` bool masks, in request order.
+
+        Raises:
+          UserInputError: for ``workers`` < 1 or bad requests.
         """
-        return [self.segment(image, points) for image, points in requests]
+        return map_with_replicas(self, lambda annotator, request: annotator.segment(*request),
+                                 requests, workers=workers)
+
+
+def map_with_replicas(annotator: ExtremePointsAnnotator, fn: Callable, items: Iterable, *,
+                      workers: int = 1) -> list:
+    """``fn(annotator, item)`` for every item, in ``workers`` threads, results in order.
+
+    Each thread runs its own :meth:`ExtremePointsAnnotator.replica` (an interpreter must
+    not run in two threads at once); one worker runs ``annotator`` itself, in this thread.
+
+    Args:
+      annotator: the annotator to replicate.
+      fn: the work on one item, given the thread's annotator.
+      items: the work items.
+      workers: threads (and interpreters).
+
+    Returns:
+      ``[fn(..., item) for item in items]``.
+
+    Raises:
+      UserInputError: for ``workers`` < 1, or workers > 1 on a model that cannot be
+        replicated (a Keras model).
+    """
+    if isinstance(workers, bool) or int(workers) != workers or workers < 1:
+        raise UserInputError(f"workers={workers!r} must be a whole number >= 1, e.g. 2")
+    if workers == 1:
+        return [fn(annotator, item) for item in items]
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    first = annotator.replica()  # fails early (a Keras model) before any thread starts
+    spare, lock, local = [first], threading.Lock(), threading.local()
+
+    def run(item):
+        if not hasattr(local, "annotator"):
+            with lock:
+                local.annotator = spare.pop() if spare else annotator.replica()
+        return fn(local.annotator, item)
+
+    with ThreadPoolExecutor(int(workers)) as pool:
+        return list(pool.map(run, items))
 
 
 class DCMESegmenter:

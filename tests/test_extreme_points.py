@@ -18,6 +18,7 @@ from dcme_keras.extreme_points import (
     paste_back,
     point_channel,
     point_channel_tf,
+    quadrilateral_mask,
 )
 
 
@@ -312,3 +313,28 @@ def test_paste_back_hand_made_and_bad_box():
         paste_back(np.ones((4, 4)), (2, 1, 7, 3), (4, 6))
     with pytest.raises(UserInputError, match="box"):
         paste_back(np.ones((4, 4)), (2, 1, 2, 3), (4, 6))
+
+
+def test_quadrilateral_mask_hand_made():
+    diamond = quadrilateral_mask([(0, 2), (2, 0), (4, 2), (2, 4)], (5, 5))
+    expected = np.array([[0, 0, 1, 0, 0],
+                         [0, 1, 1, 1, 0],
+                         [1, 1, 1, 1, 1],
+                         [0, 1, 1, 1, 0],
+                         [0, 0, 1, 0, 0]], bool)
+    np.testing.assert_array_equal(diamond, expected)
+    # The extreme points of a box's quadrilateral are the box's side midpoints.
+    box = np.zeros((6, 9), bool)
+    box[1:6, 2:7] = True
+    quad = quadrilateral_mask(extreme_points(box), box.shape)
+    assert quad.dtype == bool and quad.shape == (6, 9)
+    assert not (quad & ~box).any()  # inside the box
+    assert not quad[1, 2] and not quad[5, 6]  # but not its corners
+    np.testing.assert_array_equal(extreme_points(quad), extreme_points(box))
+
+
+def test_quadrilateral_mask_bad_points():
+    with pytest.raises(UserInputError, match="outside"):
+        quadrilateral_mask([(0, 2), (2, 0), (9, 2), (2, 4)], (5, 5))
+    with pytest.raises(UserInputError, match=r"\[4, 2\]"):
+        quadrilateral_mask([(0, 2), (2, 0)], (5, 5))

@@ -24,7 +24,9 @@ Points are ``(x, y)`` pixels, left, top, right and bottom, the object's outermos
 a person clicks them (the order does not change the result). A box is ``x0,y0,x1,y1``
 with inclusive corners as a person drags it.
 
-**Models.** A ``.keras`` file from ``dcme-keras train annotator`` (its ``config.json`` beside
+**Models.** Without ``--model``, the int8 annotator the package ships
+(``dcme_keras/models_data/``, trained on synthetic Cityscapes; its sidecar records how).
+Else a ``.keras`` file from ``dcme-keras train annotator`` (its ``config.json`` beside
 it gives the point radius and the crop margin) or a ``.tflite`` file from ``dcme-keras
 export`` (read by ``dcme_keras.runtime``, without TensorFlow). A model trained with
 extreme points (4 input channels) needs points: ``--box`` on it is an error, because the
@@ -74,7 +76,8 @@ _POINT_ARG = re.compile(r"[+-]?\d+(\.\d*)?,[+-]?\d+(\.\d*)?")
 
 _MODEL = flags.DEFINE_string(
     "model", None, "annotator model: a .keras file from `dcme-keras train annotator` or a "
-    ".tflite file from `dcme-keras export`")
+    ".tflite file from `dcme-keras export`; default: the int8 model the package ships "
+    "(trained on synthetic Cityscapes)")
 _POINTS = flags.DEFINE_string(
     "points", None, "the object's 4 extreme points 'x,y x,y x,y x,y' in pixels: left, top, "
     "right, bottom; quoted as one argument or as 4 arguments")
@@ -100,8 +103,11 @@ _THRESHOLD = flags.DEFINE_float("threshold", 0.5,
                                 "mask probability from which a pixel is object")
 _THREADS = flags.DEFINE_integer("threads", 1, "LiteRT interpreter threads for a .tflite model",
                                 lower_bound=1)
+_WORKERS = flags.DEFINE_integer(
+    "workers", 1, "images annotated in parallel, each worker with its own interpreter of "
+    "--threads threads (a .tflite model); 2 workers keep 2 cores busy", lower_bound=1)
 _PROGRESS = flags.DEFINE_bool("progress", True, "show a progress bar over the images")
-flags.mark_flags_as_required(["model", "out"])
+flags.mark_flags_as_required(["out"])
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -403,16 +409,26 @@ def main(argv: list[str]) -> None:
         raise UserInputError(f"--threshold {_THRESHOLD.value} must be in (0, 1), e.g. 0.5")
     from dcme_keras import annotate
 
-    info = annotate.inspect_model(_MODEL.value)
-    check_model_fits(requests, info["points"], _MODEL.value)
-    annotator = annotate.open_annotator(_MODEL.value, num_threads=_THREADS.value,
+    from dcme_keras.runtime import BUNDLED_ANNOTATOR
+
+    model = _MODEL.value or BUNDLED_ANNOTATOR
+    info = annotate.inspect_model(model)
+    check_model_fits(requests, info["points"], model)
+    annotator = annotate.open_annotator(model, num_threads=_THREADS.value,
                                         threshold=_THRESHOLD.value)
     from tqdm import tqdm
 
-    documents = [annotate_image(annotator, request, fmt=fmt, out_file=file,
-                                tolerance_px=_TOLERANCE_PX.value, coco_mode=_COCO_MODE.value)
-                 for request, file in tqdm(list(zip(requests, out_files)), unit=" images",
-                                           desc="annotating", disable=not _PROGRESS.value)]
+    from dcme_keras.runtime import map_with_replicas
+
+    def document(worker_annotator, job):
+        request, file = job
+        return annotate_image(worker_annotator, request, fmt=fmt, out_file=file,
+                              tolerance_px=_TOLERANCE_PX.value, coco_mode=_COCO_MODE.value)
+
+    # The pool takes every job at once, so a bar would only count submissions there.
+    jobs = tqdm(list(zip(requests, out_files)), unit=" images", desc="annotating",
+                disable=not _PROGRESS.value or _WORKERS.value > 1)
+    documents = map_with_replicas(annotator, document, jobs, workers=_WORKERS.value)
     write_documents(documents, out_files)
     objects = sum(len(r.objects) for r in requests)
     where = out_files[0] if len(out_files) == 1 else out_files[0].parent

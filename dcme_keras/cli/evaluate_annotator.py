@@ -3,10 +3,17 @@
     dcme-keras evaluate annotator --model /tmp/annotator/best.keras --data_dir /tmp/tfds
     dcme-keras evaluate annotator --model /tmp/annotator_int8.tflite --data_dir /tmp/tfds \\
         --out /tmp/eval_int8
+    dcme-keras evaluate annotator --model /tmp/annotator_int8.tflite \\
+        --cityscapes_root /data/cityscapes --split val --jitter_sigma_px 3
 
 Scores every validation object of the model's classes (those ``train annotator`` used,
 read from the ``config.json`` beside a ``.keras`` file) with the inputs built exactly as
-in training, without augmentation (``annotate.evaluate_annotator``):
+in training, without augmentation (``annotate.evaluate_annotator``). The objects come from
+a TFDS build (``--data_dir``) or straight from a Cityscapes-layout folder
+(``--cityscapes_root``, e.g. real photos: ``gtFine/*_instanceIds.png`` suffice, objects of
+at least 400 px by default); the 4 clicks are the ground truth's extreme points, jittered
+by a Gaussian of ``--jitter_sigma_px`` when asked. Reported, each beside the no-learning
+baseline (the filled quadrilateral of the same 4 clicks), overall and per class:
 
 * aIoU (per batch of ``--batch_size``, averaged), iIoU and mIoU, at the network's
   resolution as the paper reports them (Table 1), and at full resolution after the mask
@@ -49,15 +56,24 @@ def define_flags() -> None:
                         "annotator` (best.keras) or a .tflite file from `dcme-keras export`",
                         required=True)
     flags.DEFINE_string("data_dir", None, "TFDS data dir holding cityscapes_instances "
-                        "(`dcme-keras build --data_dir`)", required=True)
+                        "(`dcme-keras build --data_dir`); or pass --cityscapes_root")
+    flags.DEFINE_string("cityscapes_root", None, "instead of --data_dir: a Cityscapes-layout "
+                        "folder (leftImg8bit/, gtFine/ with *_instanceIds.png), e.g. real "
+                        "photos; no TFDS build needed")
     flags.DEFINE_string("config", None, "dataset builder config: full or half; default: "
                         "the builder's default")
     flags.DEFINE_string("data_name", None, "name of the data in the tables, e.g. 'synthetic "
                         "Cityscapes'; default: the dataset and its folder")
-    flags.DEFINE_string("split", "validation", "TFDS split to score")
+    flags.DEFINE_string("split", None, "split to score; default: validation (--data_dir) "
+                        "or val (--cityscapes_root)")
     flags.DEFINE_list("classes", None, "classes to score, comma-separated; default: the "
                       "model's training classes")
-    flags.DEFINE_float("min_area", 100.0, "smallest object in source pixels", lower_bound=0.0)
+    flags.DEFINE_float("min_area", None, "smallest object in source pixels; default: 100 "
+                       "(--data_dir) or 400 (--cityscapes_root)", lower_bound=0.0)
+    flags.DEFINE_float("jitter_sigma_px", 0.0, "move each click by a rounded Gaussian of this "
+                       "sigma per axis, in source pixels, as people click (0: exact extreme "
+                       "points)", lower_bound=0.0)
+    flags.DEFINE_integer("seed", 0, "seed of the click jitter", lower_bound=0)
     flags.DEFINE_integer("batch_size", 32, "objects per batch, for inference and for aIoU "
                          "(the paper: 32)", lower_bound=1)
     flags.DEFINE_integer("max_frames", None, "score only the first N frames", lower_bound=1)
@@ -73,13 +89,11 @@ def define_flags() -> None:
     flags.DEFINE_bool("progress", True, "show a progress bar")
 
 
-def _timing_sample(data_dir, split: str, classes, dataset_config):
-    """The first object of the split, as an image window and its extreme points."""
-    from dcme_keras import annotate
+def _timing_sample(objects):
+    """The first object of an :func:`annotate.iter_objects`-like iterator, and its points."""
     from dcme_keras.extreme_points import extreme_points
 
-    _, window, mask = next(annotate.iter_objects(data_dir, split=split, classes=classes,
-                                                 dataset_config=dataset_config, max_frames=1))
+    _, window, mask = next(objects)
     return window, extreme_points(mask)
 
 
@@ -109,6 +123,9 @@ def main(argv: list[str]) -> None:
         raise UserInputError(f"unexpected argument(s) {argv[1:]}; evaluate annotator takes "
                              "only --flags")
     f = flags.FLAGS
+    if (f.data_dir is None) == (f.cityscapes_root is None):
+        raise UserInputError("pass exactly one of --data_dir (a TFDS build) and "
+                             "--cityscapes_root (a Cityscapes-layout folder)")
     from dcme_keras import annotate
 
     info = annotate.inspect_model(f.model)
@@ -120,31 +137,39 @@ def main(argv: list[str]) -> None:
     annotator = annotate.open_annotator(f.model, num_threads=f.threads or 1)
     classes = (tuple(c.strip() for c in f.classes) if f.classes
                else getattr(annotator, "config", annotate.AnnotatorConfig()).classes)
+    folder = f.cityscapes_root is not None
+    split = f.split or ("val" if folder else "validation")
     result = annotate.evaluate_annotator(
-        annotator, f.data_dir, split=f.split, classes=classes, min_area=f.min_area,
-        dataset_config=f.config, batch_size=f.batch_size, max_frames=f.max_frames,
-        max_px=f.max_px, progress=f.progress)
+        annotator, f.data_dir, cityscapes_root=f.cityscapes_root, split=split,
+        classes=classes, min_area=f.min_area, dataset_config=f.config,
+        batch_size=f.batch_size, max_frames=f.max_frames, max_px=f.max_px,
+        jitter_sigma_px=f.jitter_sigma_px, seed=f.seed, progress=f.progress)
     from dcme_keras.hardware import describe
 
     hardware = describe(f.threads or None)
-    data_name = f.data_name or f"cityscapes_instances in {f.data_dir}"
-    result = {"model": os.fspath(f.model), "data": data_name, "split": f.split,
+    data_name = f.data_name or (f"Cityscapes-layout folder {f.cityscapes_root}" if folder
+                                else f"cityscapes_instances in {f.data_dir}")
+    result = {"model": os.fspath(f.model), "data": data_name, "split": split,
               "size": annotator.size, "points": annotator.uses_points,
               "hardware": hardware, **result}
     if f.timing_repeats:
-        window, clicks = _timing_sample(f.data_dir, f.split, classes, f.config)
+        objects = (annotate.iter_folder_objects(f.cityscapes_root, split=split,
+                                                classes=classes, max_frames=1) if folder
+                   else annotate.iter_objects(f.data_dir, split=split, classes=classes,
+                                              dataset_config=f.config, max_frames=1))
+        window, clicks = _timing_sample(objects)
         result["threads"] = f.threads or "default"
         result["ms_per_instance"] = annotate.time_inference(annotator, window, clicks,
                                                             repeats=f.timing_repeats)
     inputs = "RGB + extreme points" if annotator.uses_points else "RGB only"
-    title = (f"annotator {f.model} ({inputs}) on {data_name}, split {f.split}: "
+    title = (f"annotator {f.model} ({inputs}) on {data_name}, split {split}: "
              f"{result['instances']} objects; {hardware}")
     tables = annotate.format_tables(result, title=title)
     print(tables)
 
     model_path = Path(f.model).expanduser()
     out = Path(f.out).expanduser() if f.out else (
-        model_path.parent / f"{model_path.stem}_{f.split}_eval")
+        model_path.parent / f"{model_path.stem}_{split}_eval")
     save_outputs(out, result, tables,
                  {f"{model_path.name} ({inputs})": result["border_error"]},
                  caption=f"{data_name}; {hardware}")

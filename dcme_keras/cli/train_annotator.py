@@ -68,6 +68,8 @@ class TrainConfig:
       min_area: smallest object [source pixels].
       jitter_px: click jitter of the training points [source pixels]; 0 = exact.
       max_rotation_deg: largest augmentation rotation [degrees].
+      photometric: camera-like degradations of the train crops (colour, shadow, blur,
+        noise, JPEG, resolution; ``pipelines.photometric_np``).
       precise_bn_batches: before each validation, BatchNorm statistics are recomputed
         with the current weights over this many unaugmented train batches
         (``training.precise_batch_norm``); 0 keeps Keras' moving averages, which lag
@@ -101,6 +103,7 @@ class TrainConfig:
     min_area: float = 100.0
     jitter_px: int = 0
     max_rotation_deg: float = 15.0
+    photometric: bool = False
     precise_bn_batches: int = 8
     strategy: str = "default"
     mixed_precision: bool = False
@@ -168,6 +171,8 @@ def define_flags() -> None:
                          "source pixels (0: the exact extreme points)", lower_bound=0)
     flags.DEFINE_float("max_rotation_deg", 15.0, "largest random rotation of the train "
                        "objects in degrees", lower_bound=0.0)
+    flags.DEFINE_bool("photometric", False, "degrade the train crops like a real camera: "
+                      "colour cast, shadow, blur, noise, JPEG, lower resolution")
     flags.DEFINE_integer("precise_bn_batches", 8, "recompute BatchNorm statistics with the "
                          "current weights over this many train batches before each "
                          "validation; 0 keeps the moving averages", lower_bound=0)
@@ -194,7 +199,8 @@ def config_from_flags() -> TrainConfig:
         epochs=f.epochs, steps_per_epoch=f.steps_per_epoch,
         validation_steps=f.validation_steps, learning_rate=f.learning_rate,
         patience=f.patience or None, min_area=f.min_area, jitter_px=f.jitter_px,
-        max_rotation_deg=f.max_rotation_deg, precise_bn_batches=f.precise_bn_batches,
+        max_rotation_deg=f.max_rotation_deg, photometric=f.photometric,
+        precise_bn_batches=f.precise_bn_batches,
         strategy=f.strategy, mixed_precision=f.mixed_precision, cache=cache, seed=f.seed,
         verbose=1 if f.progress else 2)
 
@@ -291,7 +297,7 @@ def train(config: TrainConfig):
         # already done keeps it from replaying the first epochs' shuffles and rotations.
         train_ds = pipelines.annotator_dataset(
             "train", jitter_px=config.jitter_px, augment=True,
-            max_rotation_deg=config.max_rotation_deg,
+            max_rotation_deg=config.max_rotation_deg, photometric=config.photometric,
             seed=config.seed + training.finished_epochs(model_dir), **common)
         if config.steps_per_epoch is not None:
             train_ds = train_ds.repeat()

@@ -93,6 +93,7 @@ __all__ = [
     "foreground_target",
     "object_example_np",
     "object_regions_np",
+    "photometric_np",
     "resize_scene",
     "visible_object_map",
 ]
@@ -625,12 +626,79 @@ def _jitter(points: np.ndarray, jitter_px: int, hw: tuple[int, int],
     return points if (moved == moved[0]).all() else moved
 
 
+def _motion_kernel(rng: np.random.Generator, length: int) -> np.ndarray:
+    """A [length, length] line kernel at a random angle, summing to 1."""
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2, :] = 1.0
+    rotation = cv2.getRotationMatrix2D(((length - 1) / 2.0, (length - 1) / 2.0),
+                                       rng.uniform(0.0, 180.0), 1.0)
+    kernel = cv2.warpAffine(kernel, rotation, (length, length))
+    return kernel / max(float(kernel.sum()), 1e-6)
+
+
+def photometric_np(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What a real camera does to a crop and a clean synthetic render lacks.
+
+    Applied to the network's RGB crop, so it costs the same for every object. In order,
+    each with its own probability: lower resolution (the crop shrunk by 0.35-1 and
+    resized back: small objects' lost detail, p = 0.3); a colour cast, brightness,
+    contrast and gamma (always, mild); a shadow, a soft-edged half plane darkened to
+    0.45-0.85 (p = 0.3); defocus (Gaussian, sigma 0.4-1.4 px, p = 0.2) or motion blur
+    (3-7 px line, p = 0.15); sensor noise (Gaussian, sigma 1-8 / 255, p = 0.5); and a
+    JPEG round trip at quality 30-90 (p = 0.3). Geometry never changes, so the target
+    mask and the point channel stay exact.
+
+    Args:
+      rgb: [S, S, 3] float32 in [0, 1], the crop's RGB / 255.
+      rng: the randomness.
+
+    Returns:
+      [S, S, 3] float32 in [0, 1].
+    """
+    side_h, side_w = rgb.shape[:2]
+    out = np.ascontiguousarray(rgb, np.float32)
+    if rng.random() < 0.3:
+        factor = rng.uniform(0.35, 1.0)
+        small = (max(4, round(side_w * factor)), max(4, round(side_h * factor)))
+        out = cv2.resize(cv2.resize(out, small, interpolation=cv2.INTER_AREA),
+                         (side_w, side_h), interpolation=cv2.INTER_LINEAR)
+    cast = rng.uniform(0.88, 1.12, size=3).astype(np.float32)
+    mean = out.mean()
+    out = (out - mean) * rng.uniform(0.7, 1.3) + mean
+    out = np.clip(out * cast * rng.uniform(0.65, 1.35), 0.0, 1.0) ** rng.uniform(0.75, 1.35)
+    if rng.random() < 0.3:
+        angle = rng.uniform(0.0, 2.0 * np.pi)
+        rows, cols = np.mgrid[0:side_h, 0:side_w].astype(np.float32)
+        offset = rng.uniform(-0.5, 0.5) * max(side_h, side_w)
+        signed = ((cols - side_w / 2.0) * np.cos(angle) + (rows - side_h / 2.0) * np.sin(angle)
+                  - offset)
+        softness = rng.uniform(1.0, 0.1 * max(side_h, side_w))
+        inside = 1.0 / (1.0 + np.exp(np.clip(signed / softness, -30.0, 30.0)))
+        out = out * (1.0 - (1.0 - rng.uniform(0.45, 0.85)) * inside[..., None])
+    blur = rng.random()
+    if blur < 0.2:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.4, 1.4))
+    elif blur < 0.35:
+        out = cv2.filter2D(out, -1, _motion_kernel(rng, int(rng.integers(3, 8))))
+    if rng.random() < 0.5:
+        out = out + rng.normal(0.0, rng.uniform(1.0, 8.0) / 255.0, out.shape)
+    out = np.clip(out, 0.0, 1.0)
+    if rng.random() < 0.3:
+        quality = int(rng.integers(30, 91))
+        ok, jpeg = cv2.imencode(".jpg", np.round(out * 255.0).astype(np.uint8),
+                                [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if ok:
+            out = cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED).astype(np.float32) / 255.0
+    return out.astype(np.float32)
+
+
 def object_example_np(image: np.ndarray, mask: np.ndarray, *,
                       rng: np.random.Generator | None = None, augment: bool = False,
                       max_rotation_deg: float = DEFAULT_MAX_ROTATION_DEG,
                       jitter_px: int = 0, size: int = DEFAULT_SIZE,
                       radius: int = DEFAULT_RADIUS, margin: float = DEFAULT_MARGIN,
-                      points: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      points: bool = True, photometric: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One annotator example: augment the window, click its extreme points, crop.
 
     The order makes the points right by construction: the window and its mask are
@@ -650,6 +718,8 @@ def object_example_np(image: np.ndarray, mask: np.ndarray, *,
       radius: point circle radius [pixels of the S x S crop].
       margin: crop margin around the points' box, a fraction of its size.
       points: add the point channel (False: the RGB-only baseline).
+      photometric: degrade the crop's RGB like a real camera (:func:`photometric_np`),
+        after the points are drawn, with ``rng``.
 
     Returns:
       inputs: [S, S, 4] (or [S, S, 3]) float32, RGB / 255 then the point channel.
@@ -658,8 +728,8 @@ def object_example_np(image: np.ndarray, mask: np.ndarray, *,
         the input was drawn from.
     """
     mask = np.asarray(mask, bool)
-    if (augment or jitter_px) and rng is None:
-        raise UserInputError("augment and jitter need a random generator; pass "
+    if (augment or jitter_px or photometric) and rng is None:
+        raise UserInputError("augment, jitter and photometric need a random generator; pass "
                              "rng=np.random.default_rng(seed)")
     if augment:
         aug_image, aug_mask = augment_window(image, mask, rng, max_rotation_deg)
@@ -670,6 +740,8 @@ def object_example_np(image: np.ndarray, mask: np.ndarray, *,
     if jitter_px:
         clicks = _jitter(clicks, int(jitter_px), mask.shape, rng)
     inputs = make_input(np.ascontiguousarray(image), clicks, size, radius, margin)
+    if photometric:
+        inputs[..., :3] = photometric_np(inputs[..., :3], rng)
     if not points:
         inputs = inputs[..., :3]
     target, _, _ = crop_and_resize(mask, clicks, size, margin)
@@ -833,7 +905,8 @@ def annotator_dataset(split: str, *, data_dir: str | os.PathLike, config: str | 
                       radius: int = DEFAULT_RADIUS, size: int = DEFAULT_SIZE,
                       jitter_px: int = 0, augment: bool | None = None,
                       max_rotation_deg: float = DEFAULT_MAX_ROTATION_DEG, points: bool = True,
-                      batch_size: int = 32, shuffle: bool | None = None,
+                      photometric: bool = False, batch_size: int = 32,
+                      shuffle: bool | None = None,
                       shuffle_buffer: int = 1024, cache: str | os.PathLike | None = None,
                       drop_remainder: bool | None = None, seed: int | None = None
                       ) -> tf.data.Dataset:
@@ -863,6 +936,8 @@ def annotator_dataset(split: str, *, data_dir: str | os.PathLike, config: str | 
         default: for a ``train`` split.
       max_rotation_deg: rotations are uniform in +-this [degrees].
       points: add the point channel; False gives the 3-channel RGB-only baseline.
+      photometric: camera-like degradations of each crop (:func:`photometric_np`:
+        resolution, colour, shadow, blur, noise, JPEG), drawn like the augmentation.
       batch_size: examples per batch (the paper trains with 32).
       shuffle: shuffle files and examples; default: for a ``train`` split.
       shuffle_buffer: examples in the shuffle buffer (a frame gives tens of examples in
@@ -899,7 +974,8 @@ def annotator_dataset(split: str, *, data_dir: str | os.PathLike, config: str | 
     region_kwargs = dict(classes=tuple(classes), min_area=float(min_area), margin=margin,
                          jitter_px=jitter_px, max_rotation_deg=rotation)
     example_kwargs = dict(augment=augment, max_rotation_deg=rotation, jitter_px=jitter_px,
-                          size=size, radius=radius, margin=margin, points=bool(points))
+                          size=size, radius=radius, margin=margin, points=bool(points),
+                          photometric=bool(photometric))
 
     def frame_regions(frame):
         return _frame_regions_tf(frame, region_kwargs)
@@ -916,8 +992,8 @@ def annotator_dataset(split: str, *, data_dir: str | os.PathLike, config: str | 
         regions = regions.shuffle(
             _check_int(shuffle_buffer, "shuffle_buffer", 1, 1024), seed=seed,
             reshuffle_each_iteration=True)
-    # Without augmentation and jitter nothing is drawn, so a constant seed serves.
-    seeds = (_seeds(seed) if augment or jitter_px
+    # Without augmentation, jitter and degradations nothing is drawn: a constant seed serves.
+    seeds = (_seeds(seed) if augment or jitter_px or photometric
              else tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).repeat())
     examples = _map(tf.data.Dataset.zip(regions, seeds), example)
     return examples.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

@@ -112,6 +112,9 @@ GOOD = {
                "--format", "coco", "--tolerance_px", "0", "--out", "out/tflite_coco.json"],
     "requests": ["--requests", "requests.json", "--model", "points/model.keras", "--format",
                  "labelme", "--out", "out/batch", "--noprogress"],
+    "requests_workers": ["--requests", "requests.json", "--model", "points.tflite",
+                         "--workers", "2", "--format", "labelme", "--out",
+                         "out/batch_workers", "--noprogress"],
     "box": ["b.png", "--model", "rgb/model.keras", "--box", ",".join(map(str, BOX)),
             "--format", "coco", "--tolerance_px", "0", "--out", "out/box.json"],
     "points_on_rgb": ["b.png", "--model", "rgb/model.keras", "--points", POINTS_TEXT,
@@ -141,6 +144,7 @@ BAD = {
                                  "--format", "cityscapes"],
     "bad object in a request": ["--requests", "bad_requests.json"],
     "points and box in one object": ["--requests", "both.json"],
+    "workers on a keras model": ["--requests", "requests.json", "--workers", "2"],
 }
 
 
@@ -245,6 +249,28 @@ def test_requests_write_one_file_per_image(files, runs):
     assert {s["label"] for s in b["shapes"]} == {"car"}  # --label's default
 
 
+def test_requests_with_two_workers_write_what_one_worker_writes(files, runs):
+    one, two = files / "out" / "batch", files / "out" / "batch_workers"
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+    for path in one.iterdir():
+        assert json.loads((two / path.name).read_text()) == json.loads(path.read_text())
+
+
+def test_segment_many_with_workers_keeps_order_and_masks(files):
+    annotator = ExtremePointsAnnotator(files / "points.tflite")
+    image = cv2.cvtColor(cv2.imread(str(files / "a_leftImg8bit.png")), cv2.COLOR_BGR2RGB)
+    requests = [(image, np.array(POINTS) + [dx, dy]) for dx in range(0, 20, 4)
+                for dy in range(0, 12, 4)]
+    serial = annotator.segment_many(requests)
+    parallel = annotator.segment_many(requests, workers=3)
+    assert len(parallel) == len(requests) == 15
+    assert len({m.tobytes() for m in serial}) == 15  # every request gives its own mask
+    for a, b in zip(serial, parallel):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(UserInputError, match="workers"):
+        annotator.segment_many(requests, workers=0)
+
+
 def test_box_on_rgb_model_fills_the_crop_of_the_box(files, runs):
     mask, _ = _decode_coco(files / "out" / "box.json")
     x0, y0, x1, y1 = ep.crop_box(box_to_points(BOX), HW)
@@ -286,6 +312,7 @@ def test_bad_input_messages_name_the_problem(runs):
         "unknown cityscapes label": "'banana' is not a Cityscapes class",
         "bad object in a request": "bad_requests.json entry 1 (b.png) object 0: point (200, 5)",
         "points and box in one object": "needs exactly one of \"points\"",
+        "workers on a keras model": "several workers need a .tflite model",
     }
     for name, text in expected.items():
         assert text in bad[name]["stderr"], (name, bad[name]["stderr"])

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
@@ -162,3 +163,94 @@ def test_a_failed_start_leaves_no_config_and_the_fixed_rerun_trains(data_dir, tm
                                             validation_steps=1))
     assert history.epoch == [0]
     assert annotate.read_config(model_dir).levels == 3
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    """A Cityscapes-layout folder as real photos come: no polygons JSON, only the PNGs."""
+    root = tmp_path_factory.mktemp("photos") / "cityscapes"
+    write_dataset(root, frames=4, size=(128, 256), seed=1, val_fraction=0.5, progress=False)
+    for path in root.rglob("*_gtFine_polygons.json"):
+        path.unlink()
+    return root
+
+
+def _quadrilateral_miou(root, split, classes, min_area):
+    """The baseline computed independently: every instance of the PNGs, pooled per class."""
+    import cv2
+
+    from dcme_keras.classes import label_id
+    from dcme_keras.extreme_points import extreme_points, quadrilateral_mask
+
+    inter, union = {}, {}
+    for path in sorted((root / "gtFine" / split).rglob("*_instanceIds.png")):
+        ids = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        for value in np.unique(ids[ids >= 1000]):
+            mask = ids == value
+            name = next((c for c in classes if label_id(c) == value // 1000), None)
+            if name is None or mask.sum() < min_area:
+                continue
+            quad = quadrilateral_mask(extreme_points(mask), mask.shape)
+            inter[name] = inter.get(name, 0) + int((quad & mask).sum())
+            union[name] = union.get(name, 0) + int((quad | mask).sum())
+    return float(np.mean([inter[n] / union[n] for n in inter])), len(inter)
+
+
+def _evaluate_folder(model, root, out, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "dcme_keras.cli.main", "evaluate", "annotator",
+         f"--model={model}", f"--cityscapes_root={root}", "--min_area=20",
+         "--timing_repeats=0", f"--out={out}", "--noprogress", *extra],
+        capture_output=True, text=True, timeout=600)
+
+
+def test_evaluate_cli_scores_a_photo_folder_beside_the_quadrilateral(photo_folder, trained,
+                                                                     tmp_path):
+    model_dir, *_ = trained
+    out = _evaluate_folder(model_dir / "best.keras", photo_folder, tmp_path / "exact")
+    assert out.returncode == 0, out.stderr[-3000:]
+    for text in ("quadrilateral 32x32", "quadrilateral full", "quad% full",
+                 "network over quadrilateral at full resolution"):
+        assert text in out.stdout, text
+    result = json.loads((tmp_path / "exact" / "annotator_eval.json").read_text())
+    assert result["split"] == "val" and result["jitter_sigma_px"] == 0
+    expected, classes = _quadrilateral_miou(photo_folder, "val", annotate.AnnotatorConfig().classes,
+                                            20)
+    assert len(result["instances_per_class"]) == classes
+    assert result["baseline"]["full"]["mIoU"] == pytest.approx(expected, abs=1e-9)
+    assert 0.3 < expected < 0.95
+
+    jittered = _evaluate_folder(model_dir / "best.keras", photo_folder, tmp_path / "jitter",
+                                "--jitter_sigma_px=3")
+    assert jittered.returncode == 0, jittered.stderr[-3000:]
+    assert "clicks jittered: Gaussian sigma 3 px" in jittered.stdout
+    moved = json.loads((tmp_path / "jitter" / "annotator_eval.json").read_text())
+    assert moved["instances"] == result["instances"]
+    assert moved["baseline"]["full"]["mIoU"] != result["baseline"]["full"]["mIoU"]
+
+
+def test_evaluate_cli_needs_exactly_one_data_source(data_dir, photo_folder, trained):
+    model_dir, *_ = trained
+    out = subprocess.run(
+        [sys.executable, "-m", "dcme_keras.cli.main", "evaluate", "annotator",
+         f"--model={model_dir / 'best.keras'}", f"--data_dir={data_dir}",
+         f"--cityscapes_root={photo_folder}"],
+        capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "exactly one of --data_dir" in out.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("sigma", [0.0, 3.0])
+def test_jitter_clicks_stays_in_the_image_and_is_seeded(sigma):
+    points = np.array([[0, 5], [4, 0], [9, 5], [4, 9]], np.int32)
+    moved = [annotate.jitter_clicks(points, sigma, (10, 10), np.random.default_rng(s))
+             for s in range(50)]
+    again = annotate.jitter_clicks(points, sigma, (10, 10), np.random.default_rng(0))
+    np.testing.assert_array_equal(moved[0], again)
+    stacked = np.stack(moved)
+    assert stacked.min() >= 0 and stacked.max() <= 9
+    if sigma:
+        assert np.abs(stacked - points).max() >= 3
+        assert 1.5 < np.abs(stacked - points).mean() * np.sqrt(np.pi / 2) < 4.5
+    else:
+        assert (stacked == points).all()

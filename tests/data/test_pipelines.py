@@ -487,3 +487,30 @@ def test_dcme_dataset_with_foreground_follows_the_resized_ids(built):
         ref = ref_targets[keys.FOREGROUND].numpy()
         np.testing.assert_array_equal(targets[keys.FOREGROUND].numpy(),
                                       ref[:, :, ::-1] if mirror else ref)
+
+
+def test_photometric_degrades_the_rgb_and_leaves_points_and_target_exact():
+    image, mask = _window()
+    plain_x, plain_y, plain_clicks = pipelines.object_example_np(image, mask, size=64)
+    changed = []
+    for seed in range(8):
+        x, y, clicks = pipelines.object_example_np(
+            image, mask, rng=np.random.default_rng(seed), photometric=True, size=64)
+        again, _, _ = pipelines.object_example_np(
+            image, mask, rng=np.random.default_rng(seed), photometric=True, size=64)
+        np.testing.assert_array_equal(x, again)  # the seed decides every draw
+        np.testing.assert_array_equal(y, plain_y)
+        np.testing.assert_array_equal(clicks, plain_clicks)
+        np.testing.assert_array_equal(x[..., 3], plain_x[..., 3])
+        assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+        changed.append(np.abs(x[..., :3] - plain_x[..., :3]).mean())
+        # Still the same picture: the red object stays redder than the gray around it.
+        red = x[..., 0] - x[..., 1]
+        inside = plain_y[..., 0] > 0
+        assert red[inside].mean() > red[~inside].mean() + 0.2
+    assert min(changed) > 0.005
+
+
+def test_photometric_needs_a_random_generator():
+    with pytest.raises(UserInputError, match="random generator"):
+        pipelines.object_example_np(*_window(), photometric=True)

@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 
 from dcme_keras.dcme.codec_np import decode_dcme, encode_dcme  # noqa: E402
 from dcme_keras.hardware import cpu_name  # noqa: E402
+from dcme_keras.oracles import unmatched_instances  # noqa: E402
 
 HEIGHT, WIDTH = 512, 1024
 HORIZON = 200
@@ -141,18 +142,6 @@ def predicted_like(ids: np.ndarray, model: str, rng: np.random.Generator) -> np.
     raise ValueError(f"unknown noise model {model!r}; one of {NOISE_MODELS}")
 
 
-def extra_instances(gt_ids: np.ndarray, instance_map: np.ndarray) -> int:
-    """Decoded instances that match no ground-truth instance (any size) at IoU >= 0.5."""
-    gt_values, gt = np.unique(np.where(gt_ids >= 1000, gt_ids, 0), return_inverse=True)
-    gt = gt.reshape(gt_ids.shape)
-    num_pred = int(instance_map.max()) + 1
-    inter = np.bincount((gt * num_pred + instance_map).ravel(),
-                        minlength=len(gt_values) * num_pred).reshape(len(gt_values), -1)
-    iou = inter / np.maximum(inter.sum(1)[:, None] + inter.sum(0)[None] - inter, 1)
-    iou[gt_values < 1000] = 0
-    return int((iou[:, 1:].max(0, initial=0.0) < 0.5).sum())
-
-
 def real_layouts(real_dir: Path) -> list[np.ndarray]:
     """[HEIGHT, WIDTH] int32 instance ids of every gtFine frame under ``real_dir``."""
     layouts = []
@@ -190,7 +179,7 @@ def measure(fields, repeats: int) -> tuple[float, float, float, float, int]:
             cpu.append(1e3 * (time.thread_time() - start_cpu))
         best = recovery(ids, instance_map)
         recalled.extend(best >= 0.5)
-        extra += extra_instances(ids, instance_map)
+        extra += unmatched_instances(ids, instance_map)
     objects = len(recalled)
     return (float(np.mean(recalled)) if objects else float("nan"), extra / max(objects, 1),
             float(np.median(cpu)), float(np.median(wall)), objects)

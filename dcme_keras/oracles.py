@@ -554,6 +554,27 @@ def dcme_scores(dcme: np.ndarray, instance_ids: np.ndarray, *, min_area: int = 0
             "instances": counted}
 
 
+def _iou_matrix(gt_map: np.ndarray, num_gt: int, pred_map: np.ndarray) -> np.ndarray:
+    """IoU of every ground-truth instance with every predicted instance.
+
+    Args:
+      gt_map: [H, W] int32, 0 = none, 1..G ground-truth instances.
+      num_gt: G.
+      pred_map: [H, W] int32, 0 = none, 1..P predicted instances.
+
+    Returns:
+      [G, P] float64 IoU in [0, 1].
+    """
+    num_pred = int(pred_map.max(initial=0))
+    joint = np.bincount((gt_map.astype(np.int64) * (num_pred + 1) + pred_map).ravel(),
+                        minlength=(num_gt + 1) * (num_pred + 1))
+    joint = joint.reshape(num_gt + 1, num_pred + 1)  # [G+1, P+1] pixel counts
+    gt_area = joint.sum(axis=1)[1:, None]  # [G, 1]
+    pred_area = joint.sum(axis=0)[None, 1:]  # [1, P]
+    inter = joint[1:, 1:]  # [G, P]
+    return inter / np.maximum(gt_area + pred_area - inter, 1)
+
+
 def _best_iou(gt_map: np.ndarray, num_gt: int, pred_map: np.ndarray) -> np.ndarray:
     """Best IoU of each ground-truth instance with any predicted instance.
 
@@ -565,13 +586,36 @@ def _best_iou(gt_map: np.ndarray, num_gt: int, pred_map: np.ndarray) -> np.ndarr
     Returns:
       [G] float64 IoU in [0, 1].
     """
-    num_pred = int(pred_map.max(initial=0))
-    if not num_pred:
-        return np.zeros(num_gt)
-    joint = np.bincount((gt_map.astype(np.int64) * (num_pred + 1) + pred_map).ravel(),
-                        minlength=(num_gt + 1) * (num_pred + 1))
-    joint = joint.reshape(num_gt + 1, num_pred + 1)  # [G+1, P+1] pixel counts
-    gt_area = joint.sum(axis=1)[1:, None]  # [G, 1]
-    pred_area = joint.sum(axis=0)[None, 1:]  # [1, P]
-    inter = joint[1:, 1:]  # [G, P]
-    return (inter / (gt_area + pred_area - inter)).max(axis=1)
+    return _iou_matrix(gt_map, num_gt, pred_map).max(axis=1, initial=0.0)
+
+
+def unmatched_instances(instance_ids: np.ndarray, instance_map: np.ndarray, *,
+                        iou_threshold: float = 0.5) -> int:
+    """Decoded instances that match no ground-truth instance: fragments and background.
+
+    The count behind "extra instances per object" of ``benchmarks/decode.py``. Any
+    ground-truth instance of the 8 evaluated classes can be matched, whatever its size.
+
+    Example:
+      >>> unmatched_instances(ids, codec_np.decode_dcme(noisy_dcme)[0])
+      0
+
+    Args:
+      instance_ids: [H, W] int Cityscapes instance ids (``class_id * 1000 + k``).
+      instance_map: [H, W] int, 0 = none, 1..P decoded instances, same shape.
+      iou_threshold: IoU a match needs.
+
+    Returns:
+      The number of decoded instances whose best IoU with a ground-truth instance is
+      below ``iou_threshold``.
+
+    Raises:
+      UserInputError: for maps of different shapes.
+    """
+    instance_ids, instance_map = np.asarray(instance_ids), np.asarray(instance_map)
+    if instance_ids.shape != instance_map.shape or instance_ids.ndim != 2:
+        raise UserInputError(f"instance ids {instance_ids.shape} and instance map "
+                             f"{instance_map.shape} must be [H, W] maps of one shape")
+    gt_map, gt_labels = _gt_instances(instance_ids.astype(np.int32))
+    ious = _iou_matrix(gt_map, len(gt_labels), instance_map.astype(np.int32))  # [G, P]
+    return int((ious.max(axis=0, initial=0.0) < iou_threshold).sum())

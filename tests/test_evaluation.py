@@ -455,3 +455,17 @@ def test_dcme_scores_of_the_truth_and_of_the_zero_field():
     assert zero["vector_error"] == pytest.approx(perfect["true_length"])
     with pytest.raises(UserInputError, match="must be \\[B, H, W, 2\\] and \\[B, H, W\\]"):
         evaluation.dcme_scores(true[0], ids)
+
+
+def test_unmatched_instances_counts_fragments_and_background_by_hand():
+    ids = np.zeros((6, 8), np.int32)
+    ids[0:4, 0:4] = 26000  # a car of 16 px
+    decoded = np.zeros((6, 8), np.int32)
+    decoded[0:4, 0:3] = 1  # 12 of its 16 px: IoU 0.75, a match
+    decoded[0:4, 3] = 2  # 4 of them: IoU 0.25, a fragment
+    decoded[5, 5:8] = 3  # background
+    assert oracles.unmatched_instances(ids, decoded) == 2
+    assert oracles.unmatched_instances(ids, decoded, iou_threshold=0.8) == 3
+    assert oracles.unmatched_instances(ids, np.zeros_like(decoded)) == 0
+    with pytest.raises(UserInputError, match="one shape"):
+        oracles.unmatched_instances(ids, decoded[:5])

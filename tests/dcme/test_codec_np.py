@@ -9,6 +9,7 @@ import pytest
 
 from dcme_keras.dcme import codec_np
 from dcme_keras.dcme.codec_np import decode_dcme, encode_dcme, instance_centers
+from dcme_keras.oracles import unmatched_instances
 from dcme_keras.errors import UserInputError
 
 # --- Hand-made 5x5: a 3x3 car whose CM (2, 2) is a pixel of its own with vector 0. ---
@@ -363,18 +364,6 @@ def _predicted_like(ids, rng, kind):
     return dcme + _smooth_noise(rng, dcme.shape, 2.0)
 
 
-def _extra_instances(ids, instance_map):
-    """Decoded instances that match no ground-truth instance at IoU >= 0.5."""
-    gt_values, gt = np.unique(np.where(ids >= 1000, ids, 0), return_inverse=True)
-    gt = gt.reshape(ids.shape)
-    num_pred = int(instance_map.max()) + 1
-    inter = np.bincount((gt * num_pred + instance_map).ravel(),
-                        minlength=len(gt_values) * num_pred).reshape(len(gt_values), -1)
-    iou = inter / np.maximum(inter.sum(1)[:, None] + inter.sum(0)[None] - inter, 1)
-    iou[gt_values < 1000] = 0
-    return int((iou[:, 1:].max(0, initial=0.0) < 0.5).sum())
-
-
 @pytest.mark.parametrize("kind", ["iid1", "iid2", "shrink", "smooth"])
 def test_predicted_like_fields_find_objects_and_no_background(kind):
     rng = np.random.default_rng(0)
@@ -385,7 +374,7 @@ def test_predicted_like_fields_find_objects_and_no_background(kind):
         ious = [iou for iou, area in best_iou(ids, instance_map).values() if area >= 100]
         recovered += [iou >= 0.5 for iou in ious]
         objects += len(ious)
-        extra += _extra_instances(ids, instance_map)
+        extra += unmatched_instances(ids, instance_map)
     assert objects >= 60
     assert np.mean(recovered) >= 0.9
     assert extra / objects <= 0.1
@@ -437,7 +426,7 @@ def test_quantized_field_decodes_with_the_exact_path_off():
     instance_map, _ = decode_dcme(dcme.astype(np.float32), exact_tolerance=None)
     ious = [iou for iou, area in best_iou(ids, instance_map).values() if area >= 100]
     assert len(ious) >= 20 and np.mean(np.array(ious) >= 0.5) >= 0.9
-    assert _extra_instances(ids, instance_map) <= 0.1 * len(ious)
+    assert unmatched_instances(ids, instance_map) <= 0.1 * len(ious)
 
 
 # === Decoder, bad input ===

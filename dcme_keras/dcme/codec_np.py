@@ -142,8 +142,8 @@ def encode_dcme(instance_ids, *, min_instance_id: int = MIN_INSTANCE_ID) -> np.n
 
 
 def _check_decode_inputs(dcme, foreground, *, min_magnitude, peak_magnitude, blur_sigma,
-                         nms_size, min_votes, max_vote_distance, max_vote_distance_rel,
-                         exact_tolerance):
+                         nms_size, min_votes, min_foreground_votes, max_vote_distance,
+                         max_vote_distance_rel, exact_tolerance):
     """Validate :func:`decode_dcme`'s inputs; return ``(dcme, foreground)`` as arrays."""
     dcme = np.ascontiguousarray(dcme, dtype=np.float32)
     if dcme.ndim != 3 or dcme.shape[-1] != 2:
@@ -167,8 +167,10 @@ def _check_decode_inputs(dcme, foreground, *, min_magnitude, peak_magnitude, blu
             raise UserInputError(f"{name}={value} must be >= 0; pass a non-negative value")
     if int(nms_size) != nms_size or nms_size < 1 or nms_size % 2 == 0:
         raise UserInputError(f"nms_size={nms_size} must be an odd integer >= 1, e.g. 5")
-    if not min_votes >= 1:
-        raise UserInputError(f"min_votes={min_votes} must be >= 1, e.g. 35")
+    for name, value, example in (("min_votes", min_votes, 35),
+                                 ("min_foreground_votes", min_foreground_votes, 10)):
+        if not value >= 1:
+            raise UserInputError(f"{name}={value} must be >= 1, e.g. {example}")
     if exact_tolerance is not None and not exact_tolerance > 0:
         raise UserInputError(
             f"exact_tolerance={exact_tolerance} must be > 0 (e.g. 1e-3), or None to turn "
@@ -504,7 +506,8 @@ def _empty_decoding(height, width, return_evidence):
 
 def decode_dcme(dcme, *, foreground=None, min_magnitude: float = 0.5,
                 peak_magnitude: float = 3.0, blur_sigma: float = 1.0, nms_size: int = 5,
-                min_votes: float = 35, max_vote_distance: float = 4.0,
+                min_votes: float = 35, min_foreground_votes: float = 10,
+                max_vote_distance: float = 4.0,
                 max_vote_distance_rel: float = 0.2, exact_tolerance: float | None = 1e-3,
                 return_evidence: bool = False):
     """Instances from a DCME map by Hough-style voting for their centers.
@@ -555,7 +558,10 @@ def decode_dcme(dcme, *, foreground=None, min_magnitude: float = 0.5,
     pixels with longer, noisy vectors never make an instance of their own (their net
     import is ~0); those within reach of a real center join it. With ``foreground``,
     every True pixel votes (short vectors included), every False pixel is background,
-    and the evidence is the votes themselves (no background is left to cancel). Pass a
+    and the evidence is the votes themselves (no background is left to cancel); with no
+    background noise to reject, a peak needs only ``min_foreground_votes`` of them, which
+    keeps small objects (measured with a ground-truth mask under 1-2 px noise: 94-99 % of
+    objects >= 10 px found at 10 votes, 79-87 % at 35, no more fragments). Pass a
     pixel-accurate mask there; combine a coarse one, such as the upsampled grid
     classifier, with the magnitude rule first (``coarse & (np.hypot(dcme[..., 0],
     dcme[..., 1]) >= 0.5)``), or the still background inside it votes for itself.
@@ -602,7 +608,8 @@ def decode_dcme(dcme, *, foreground=None, min_magnitude: float = 0.5,
         (non-maximum suppression with ``cv2.dilate``) and over which its net import is
         summed.
       min_votes: least net import [votes] in a peak's ``nms_size`` window for it to be an
-        instance (with ``foreground``: least votes). Exact centers need only 2 votes.
+        instance. Exact centers need only 2 votes.
+      min_foreground_votes: with ``foreground``, least votes in a peak's window instead.
       max_vote_distance: farthest [pixels] a vote may land from its peak's center, and
         the least distance between two peaks that stay apart.
       max_vote_distance_rel: added to ``max_vote_distance`` per pixel of the voter's own
@@ -641,8 +648,9 @@ def decode_dcme(dcme, *, foreground=None, min_magnitude: float = 0.5,
     dcme, foreground = _check_decode_inputs(
         dcme, foreground, min_magnitude=min_magnitude, peak_magnitude=peak_magnitude,
         blur_sigma=blur_sigma,
-        nms_size=nms_size, min_votes=min_votes, max_vote_distance=max_vote_distance,
-        max_vote_distance_rel=max_vote_distance_rel, exact_tolerance=exact_tolerance)
+        nms_size=nms_size, min_votes=min_votes, min_foreground_votes=min_foreground_votes,
+        max_vote_distance=max_vote_distance, max_vote_distance_rel=max_vote_distance_rel,
+        exact_tolerance=exact_tolerance)
     height, width = dcme.shape[:2]
     # (dy, dx) read as one complex64 gives every vector's length in one contiguous pass.
     length = np.abs(dcme.view(np.complex64)[..., 0])  # [H, W] pixels
@@ -706,7 +714,8 @@ def decode_dcme(dcme, *, foreground=None, min_magnitude: float = 0.5,
         support = hist
     cell_seed, peak_centers, peak_strength = _peak_seeds(
         hist.reshape(grid_h, grid_w), support.reshape(grid_h, grid_w), cells,
-        length.ravel().take(pixels), origin, blur_sigma, nms_size, min_votes,
+        length.ravel().take(pixels), origin, blur_sigma, nms_size,
+        min_votes if foreground is None else min_foreground_votes,
         max_vote_distance, max_vote_distance_rel)
     centers = np.concatenate([exact_centers, peak_centers])
     evidence = np.concatenate([exact_votes, peak_strength])

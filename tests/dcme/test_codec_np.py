@@ -419,6 +419,20 @@ def test_evidence_ranks_objects_above_background_fragments():
     assert np.all(exact_evidence <= exact_areas) and np.all(exact_evidence >= exact_areas - 4)
 
 
+def test_with_a_foreground_mask_small_noisy_objects_are_found():
+    rng = np.random.default_rng(6)
+    ids = np.zeros((32, 48), np.int32)
+    ids[4:8, 4:9] = 24000  # 20 px: too few votes for min_votes, enough within a mask
+    ids[15:30, 20:44] = 26000  # 360 px
+    dcme = encode_dcme(ids) + rng.normal(0.0, 0.5, (32, 48, 2)).astype(np.float32)
+    instance_map, _ = decode_dcme(dcme, foreground=ids >= 1000)
+    assert {value: iou >= 0.5 for value, (iou, _) in best_iou(ids, instance_map).items()} == \
+        {24000: True, 26000: True}
+    assert instance_map.max() == 2
+    without_mask, _ = decode_dcme(dcme)
+    assert best_iou(ids, without_mask)[24000][0] < 0.5  # the documented limit
+
+
 def test_quantized_field_decodes_with_the_exact_path_off():
     rng = np.random.default_rng(5)
     ids = random_scene(rng)
@@ -437,6 +451,7 @@ def test_quantized_field_decodes_with_the_exact_path_off():
     (dict(dcme=np.zeros((4, 4, 2)), foreground=np.ones((4, 5), bool)), "resize"),
     (dict(dcme=np.zeros((4, 4, 2)), nms_size=4), "odd"),
     (dict(dcme=np.zeros((4, 4, 2)), min_votes=0), "min_votes"),
+    (dict(dcme=np.zeros((4, 4, 2)), min_foreground_votes=0), "min_foreground_votes"),
     (dict(dcme=np.zeros((4, 4, 2)), blur_sigma=-1), "blur_sigma"),
     (dict(dcme=np.zeros((4, 4, 2)), peak_magnitude=-1), "peak_magnitude"),
     (dict(dcme=np.zeros((4, 4, 2)), exact_tolerance=0), "None"),

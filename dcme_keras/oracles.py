@@ -576,16 +576,8 @@ def _iou_matrix(gt_map: np.ndarray, num_gt: int, pred_map: np.ndarray) -> np.nda
 
 
 def _best_iou(gt_map: np.ndarray, num_gt: int, pred_map: np.ndarray) -> np.ndarray:
-    """Best IoU of each ground-truth instance with any predicted instance.
-
-    Args:
-      gt_map: [H, W] int32, 0 = none, 1..G ground-truth instances.
-      num_gt: G.
-      pred_map: [H, W] int32, 0 = none, 1..P predicted instances.
-
-    Returns:
-      [G] float64 IoU in [0, 1].
-    """
+    """[G] float64: each ground-truth instance's best IoU, the row maxima of
+    :func:`_iou_matrix` (same arguments); 0 without predictions."""
     return _iou_matrix(gt_map, num_gt, pred_map).max(axis=1, initial=0.0)
 
 

@@ -104,15 +104,7 @@ def test_tiny_preset_shapes_and_dtypes(tiny_model):
 @pytest.mark.parametrize("preset", ["tiny", "paper"])
 def test_every_layer_is_named(preset, tiny_model, paper_model):
     model = {"tiny": tiny_model, "paper": paper_model}[preset]
-    # Keras names an unnamed layer after its class in snake case, e.g. "re_lu_3".
-    generic = []
-    for layer in model.layers:
-        # keras' own class-name -> snake-case rule (keras.src.utils.naming, private).
-        auto = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", type(layer).__name__)
-        auto = re.sub("([a-z])([A-Z])", r"\1_\2", auto).lower()
-        if re.fullmatch(rf"{auto}(_\d+)?", layer.name):
-            generic.append(layer.name)
-    assert generic == []
+    assert _generic_layer_names(model) == []
 
 
 def test_tiny_preset_trains(tiny_model):
@@ -264,7 +256,8 @@ def tiny_fg_model():
 
 
 def _generic_layer_names(model):
-    """Names Keras made up for unnamed layers (see test_every_layer_is_named)."""
+    """Names Keras made up for unnamed layers: an unnamed layer is named after its class
+    in snake case, e.g. "re_lu_3" (keras.src.utils.naming's rule, private, redone here)."""
     generic = []
     for layer in model.layers:
         auto = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", type(layer).__name__)

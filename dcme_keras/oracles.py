@@ -494,6 +494,7 @@ def instance_detections(instance_ids: np.ndarray, instance_map: np.ndarray, *,
 
 def dcme_scores(dcme: np.ndarray, instance_ids: np.ndarray, *, min_area: int = 0,
                 iou_threshold: float = 0.5, gt_foreground: bool = False,
+                foreground_logits: np.ndarray | None = None,
                 decode_kwargs: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Vector error and decoded detection accuracy of predicted DCME maps.
 
@@ -512,6 +513,8 @@ def dcme_scores(dcme: np.ndarray, instance_ids: np.ndarray, *, min_area: int = 0
       iou_threshold: IoU a detection needs.
       gt_foreground: decode with ``foreground=`` the ground truth's object pixels, which
         scores the vectors alone; False decodes as at inference.
+      foreground_logits: optional [B, H, W, 1] logits of the network's foreground head;
+        decode within them, as inference does (ignored with ``gt_foreground``).
       decode_kwargs: extra keyword arguments for ``codec_np.decode_dcme``.
 
     Returns:
@@ -529,7 +532,7 @@ def dcme_scores(dcme: np.ndarray, instance_ids: np.ndarray, *, min_area: int = 0
                              f"{instance_ids.shape} must be [B, H, W, 2] and [B, H, W]")
     errors, lengths, truths = [], [], []
     detected = counted = 0
-    for pred, ids in zip(dcme, instance_ids.astype(np.int32)):
+    for i, (pred, ids) in enumerate(zip(dcme, instance_ids.astype(np.int32))):
         gt_map, _ = _gt_instances(ids)
         objects = gt_map > 0
         true = codec_np.encode_dcme(np.where(objects, ids, 0))
@@ -539,6 +542,9 @@ def dcme_scores(dcme: np.ndarray, instance_ids: np.ndarray, *, min_area: int = 0
         kwargs = dict(decode_kwargs or {})
         if gt_foreground:
             kwargs["foreground"] = objects
+        elif foreground_logits is not None:
+            kwargs["foreground"] = inference.foreground_mask(foreground_logits[i],
+                                                             pred.shape[:2])
         instance_map, _ = codec_np.decode_dcme(pred, **kwargs)
         found, total = instance_detections(ids, instance_map, iou_threshold=iou_threshold,
                                            min_area=min_area)

@@ -398,6 +398,22 @@ def map_with_replicas(annotator: ExtremePointsAnnotator, fn: Callable, items: It
         return list(pool.map(run, items))
 
 
+def decode_defaults(metadata: dict) -> dict:
+    """``decode_dcme`` keyword arguments that a DCME model's outputs need.
+
+    An int8 model's vectors lie on a lattice, where votes of unrelated pixels coincide as
+    only an encoded ground truth's should, so its outputs are decoded with the
+    exact-center path off.
+
+    Args:
+      metadata: the model's sidecar (``TFLiteModel.metadata``).
+
+    Returns:
+      ``{"exact_tolerance": None}`` for an int8 model, else ``{}``.
+    """
+    return {"exact_tolerance": None} if metadata.get("quantization") == "int8" else {}
+
+
 class DCMESegmenter:
     """Instance segmentation of whole images with the DCME network (paper 000), TF-free.
 
@@ -445,9 +461,7 @@ class DCMESegmenter:
         self.input_hw = (h, w)
         self.grid_size = (self.model.metadata.get("grid_size")
                           or inference.infer_grid_size((h, w), grid_shape[1:3]))
-        self.decode_kwargs = dict(decode_kwargs or {})
-        if self.model.metadata.get("quantization") == "int8":
-            self.decode_kwargs.setdefault("exact_tolerance", None)
+        self.decode_kwargs = {**decode_defaults(self.model.metadata), **(decode_kwargs or {})}
 
     def outputs(self, image_rgb_uint8: np.ndarray) -> dict[str, np.ndarray]:
         """The network's outputs for one image, at the network's resolution.

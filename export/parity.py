@@ -40,7 +40,7 @@ from dcme_keras import evaluation, inference, keys, metrics
 from dcme_keras.classes import ANNOTATOR_CLASSES
 from dcme_keras.data import pipelines, synthetic
 from dcme_keras.export import representative
-from dcme_keras.runtime import TFLiteModel, sigmoid
+from dcme_keras.runtime import TFLiteModel, decode_defaults, sigmoid
 
 #: Batch size of the aIoU (paper 003's).
 AIOU_BATCH = 32
@@ -154,8 +154,7 @@ def dcme_parity(model, tflite: TFLiteModel, frames: int, *, seed: int = represen
       detection accuracy in percent (``nan`` when the frames hold no scored instance),
       the drop in points (0 when either accuracy is ``nan``).
     """
-    tflite_decode = ({"exact_tolerance": None}
-                     if tflite.metadata.get("quantization") == "int8" else {})
+    tflite_decode = decode_defaults(tflite.metadata)
     height, width = (int(v) for v in tflite.input_shape[1:3])
     errors, foreground, agree = [], [], []
     outputs: dict[str, dict] = {"keras": {}, "tflite": {}}

@@ -469,3 +469,17 @@ def test_unmatched_instances_counts_fragments_and_background_by_hand():
     assert oracles.unmatched_instances(ids, np.zeros_like(decoded)) == 0
     with pytest.raises(UserInputError, match="one shape"):
         oracles.unmatched_instances(ids, decoded[:5])
+
+
+def test_dcme_scores_decode_within_the_foreground_head():
+    ids = np.zeros((32, 48), np.int32)
+    ids[4:8, 4:9] = 24000  # 20 px: found within a mask, too few net votes without one
+    ids[15:30, 20:44] = 26000
+    dcme = codec_np.encode_dcme(ids) + np.random.default_rng(6).normal(
+        0.0, 0.5, (32, 48, 2)).astype(np.float32)
+    inside = np.where(ids >= 1000, 5.0, -5.0)[None, ..., None].astype(np.float32)
+    with_head = oracles.dcme_scores(dcme[None], ids[None], foreground_logits=inside)
+    without = oracles.dcme_scores(dcme[None], ids[None])
+    assert with_head["detection_accuracy"] == 1.0 and without["detection_accuracy"] == 0.5
+    nothing = oracles.dcme_scores(dcme[None], ids[None], foreground_logits=np.full_like(inside, -1.0))
+    assert nothing["detection_accuracy"] == 0.0

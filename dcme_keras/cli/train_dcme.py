@@ -423,7 +423,8 @@ def decoded_validation_callback(scenes, *, min_area: int, batch_size: int):
 
     At the end of each epoch (after :func:`dcme_keras.training.precise_batch_norm`),
     the model runs in inference mode on ``scenes``; its DCME maps are decoded with
-    ``codec_np.decode_dcme`` (default parameters) and matched against the ground truth
+    ``codec_np.decode_dcme`` (default parameters, within the foreground head's mask when
+    the network has one) and matched against the ground truth
     (:func:`dcme_keras.evaluation.dcme_scores`). It logs ``val_detection_accuracy``
     (share of instances of at least ``min_area`` pixels found with IoU >= 0.5, in
     [0, 1]) and ``val_vector_error`` (median |pred - true| on object pixels [pixels]),
@@ -448,11 +449,15 @@ def decoded_validation_callback(scenes, *, min_area: int, batch_size: int):
 
     class DecodedValidation(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            dcme = np.concatenate([
-                keras.ops.convert_to_numpy(
-                    self.model(images[i:i + batch_size], training=False)[keys.DCME])
-                for i in range(0, len(images), batch_size)])
-            scores = evaluation.dcme_scores(dcme, instance_ids, min_area=min_area)
+            batches = [self.model(images[i:i + batch_size], training=False)
+                       for i in range(0, len(images), batch_size)]
+            dcme = np.concatenate([keras.ops.convert_to_numpy(b[keys.DCME]) for b in batches])
+            # A network with the foreground head decodes within it, as at inference.
+            foreground = (np.concatenate([keras.ops.convert_to_numpy(b[keys.FOREGROUND])
+                                          for b in batches])
+                          if keys.FOREGROUND in batches[0] else None)
+            scores = evaluation.dcme_scores(dcme, instance_ids, min_area=min_area,
+                                            foreground_logits=foreground)
             if logs is not None:
                 logs[DETECTION_METRIC] = scores["detection_accuracy"]
                 logs["val_vector_error"] = scores["vector_error"]

@@ -511,8 +511,9 @@ def dcme_scores(dcme: np.ndarray, instance_ids: np.ndarray, *, min_area: int = 0
       instance_ids: [B, H, W] int Cityscapes instance ids at the map's resolution.
       min_area: smallest ground-truth instance that counts for detection [pixels].
       iou_threshold: IoU a detection needs.
-      gt_foreground: decode with ``foreground=`` the ground truth's object pixels, which
-        scores the vectors alone; False decodes as at inference.
+      gt_foreground: decode with ``foreground=`` the ground truth's object pixels and
+        ``join_foreground=False`` (unless ``decode_kwargs`` says otherwise), which scores
+        the vectors alone; False decodes as at inference.
       foreground_logits: optional [B, H, W, 1] logits of the network's foreground head;
         decode within them, as inference does (ignored with ``gt_foreground``).
       decode_kwargs: extra keyword arguments for ``codec_np.decode_dcme``.
@@ -542,6 +543,9 @@ def dcme_scores(dcme: np.ndarray, instance_ids: np.ndarray, *, min_area: int = 0
         kwargs = dict(decode_kwargs or {})
         if gt_foreground:
             kwargs["foreground"] = objects
+            # The true mask's components are the instances, save for touching ones;
+            # joining them would score the mask, not the vectors.
+            kwargs.setdefault("join_foreground", False)
         elif foreground_logits is not None:
             kwargs["foreground"] = inference.foreground_mask(foreground_logits[i],
                                                              pred.shape[:2])

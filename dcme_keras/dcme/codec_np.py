@@ -267,6 +267,57 @@ def _window_sum(cells: np.ndarray, nms_size: int) -> np.ndarray:
                          borderType=cv2.BORDER_CONSTANT)
 
 
+#: A weaker peak within ``max_vote_distance + min(SADDLE_REACH * mean vote length,
+#: SADDLE_MAX)`` px of a stronger one merges into it when the blurred vote map between
+#: them stays at or above ``SADDLE_RATIO`` of the lower peak: one blob, not two.
+SADDLE_REACH = 3.0
+SADDLE_MAX = 16.0
+SADDLE_RATIO = 0.5
+
+
+def _bridged_pairs(blurred, centers, peak_seed, peaks, order, reach):
+    """Seed pairs whose votes form one blob: no valley on the segment between them.
+
+    Args:
+      blurred: [GH, GW] float32, the smoothed vote map.
+      centers: [S, 2] float64 (row, col) cells of the seeds.
+      peak_seed: [P] int, the seed of every peak cell; peaks: [P] int flat peak cells.
+      order: [S] int, seeds strongest first.
+      reach: [S] float, farthest [cells] a seed may lie from a stronger one it joins.
+
+    Returns:
+      ``{stronger seed: [weaker seeds]}`` for the pairs within the weaker one's reach
+      whose lowest blurred value on the segment (sampled every half cell at most) is at
+      least ``SADDLE_RATIO`` of the lower of the two peaks.
+    """
+    pairs = spatial.cKDTree(centers).query_pairs(float(reach.max()), output_type="ndarray")
+    if not len(pairs):
+        return {}
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    stronger = np.where(rank[pairs[:, 0]] < rank[pairs[:, 1]], pairs[:, 0], pairs[:, 1])
+    weaker = pairs[:, 0] + pairs[:, 1] - stronger
+    start, end = centers[stronger], centers[weaker]
+    distance = np.hypot(*(end - start).T)
+    near = distance <= reach[weaker]
+    if not near.any():
+        return {}
+    stronger, weaker, start, end = stronger[near], weaker[near], start[near], end[near]
+    height = np.zeros(len(centers))
+    np.maximum.at(height, peak_seed, blurred.ravel().take(peaks))
+    steps = int(np.ceil(2 * reach.max())) + 1
+    t = np.linspace(0.0, 1.0, steps)[None, :, None]
+    cells = np.rint(start[:, None] + t * (end - start)[:, None]).astype(np.int64)  # [Q, n, 2]
+    rows = np.clip(cells[..., 0], 0, blurred.shape[0] - 1)
+    cols = np.clip(cells[..., 1], 0, blurred.shape[1] - 1)
+    ridge = blurred[rows, cols].min(axis=1)
+    one_blob = ridge >= SADDLE_RATIO * np.minimum(height[stronger], height[weaker])
+    bridged: dict[int, list[int]] = {}
+    for s, w in zip(stronger[one_blob].tolist(), weaker[one_blob].tolist()):
+        bridged.setdefault(s, []).append(w)
+    return bridged
+
+
 def _peak_seeds(hist, support, cells, vote_length, origin, blur_sigma, nms_size, min_votes,
                 max_vote_distance, max_vote_distance_rel):
     """Peaks of the smoothed vote map that gather an object's votes, merged, and the
@@ -342,8 +393,16 @@ def _peak_seeds(hist, support, cells, vote_length, origin, blur_sigma, nms_size,
     # Vector errors grow with the vector, so a long object's votes spread into a plateau
     # (a shrunk copy of the object under a scale bias) with several local maxima. Strongest
     # first, a seed absorbs every weaker one that lies within the weaker one's vote error.
+    # A shrunk copy is also a blob with no valley between its maxima, whereas the votes of
+    # two objects, even touching ones, keep a gap between them: a weaker seed within
+    # ``max_vote_distance + min(SADDLE_REACH * mean vote length, SADDLE_MAX)`` merges too
+    # when the blurred vote map never drops below ``SADDLE_RATIO`` of the lower peak on
+    # the segment between the two.
     radius = max_vote_distance + max_vote_distance_rel * mean_length  # [S] cells
     order = np.argsort(-strength, kind="stable")
+    bridged = _bridged_pairs(blurred, centers, peak_seed, peaks, order,
+                             max_vote_distance + np.minimum(SADDLE_REACH * mean_length,
+                                                            SADDLE_MAX))
     tree = spatial.cKDTree(centers)
     merged_into = np.arange(num_seeds)
     kept = np.zeros(num_seeds, bool)
@@ -354,6 +413,9 @@ def _peak_seeds(hist, support, cells, vote_length, origin, blur_sigma, nms_size,
         for t in tree.query_ball_point(centers[s], radius.max()):
             if (not kept[t] and merged_into[t] == t
                     and np.hypot(*(centers[t] - centers[s])) <= radius[t]):
+                merged_into[t] = s
+        for t in bridged.get(s, ()):
+            if not kept[t] and merged_into[t] == t:
                 merged_into[t] = s
     keep = np.flatnonzero(kept)
     new_index = np.full(num_seeds, -1, np.int64)
@@ -467,6 +529,97 @@ def _center_pixels(dcme, voting, centers, center_ids, instance_map, min_magnitud
     return rows[touches], cols[touches], ids[touches]
 
 
+def _join_foreground(dcme, foreground, instance_map, evidence, min_pixels,
+                     max_vote_distance, max_vote_distance_rel):
+    """Give every foreground pixel that joined no center an instance.
+
+    A foreground mask says which pixels are objects; what is left for the vectors is
+    which object. So, as Panoptic-DeepLab assigns every thing pixel to its nearest
+    center, a foreground pixel whose vote missed every center's reach (an under-trained
+    field shrinks its vectors toward zero) joins the nearest center, by its vote, among
+    the instances in its own 8-connected component of the mask; a component with no
+    instance in it becomes an instance when it holds at least ``min_pixels`` pixels.
+
+    Args:
+      dcme: [H, W, 2] float32, (dy, dx) [pixels].
+      foreground: [H, W] bool.
+      instance_map: [H, W] int32, 0 = background, 1..K = instances; updated in place.
+      evidence: [K] float32 [votes] of the instances.
+      min_pixels: least pixels of a component with no instance for it to become one.
+      max_vote_distance, max_vote_distance_rel: as in :func:`decode_dcme`; a new
+        instance's evidence is the number of its votes within this reach of its center.
+
+    Returns:
+      ``(instance_map [H, W] int32 numbered in raster order of the centers, centers
+      [K', 2] float32 (row, col) mean vote of each instance's pixels, evidence [K']
+      float32)``.
+    """
+    height, width = foreground.shape
+    num_instances = len(evidence)
+    flat = instance_map.ravel()
+    vote_y = dcme[..., 0] + np.arange(height, dtype=np.float32)[:, None]
+    vote_x = dcme[..., 1] + np.arange(width, dtype=np.float32)
+    left = np.flatnonzero(foreground.ravel() & (flat == 0))
+    if len(left):
+        _, component = cv2.connectedComponents(foreground.astype(np.uint8), connectivity=8)
+        component = component.ravel()
+        # The instances present in each component, as a [components, most] table.
+        joined = np.flatnonzero(flat)
+        pairs = np.unique(component.take(joined).astype(np.int64) * (num_instances + 1)
+                          + flat.take(joined))
+        pair_component, pair_id = np.divmod(pairs, num_instances + 1)
+        per_component = np.bincount(pair_component, minlength=component.max() + 1)
+        rank = np.arange(len(pairs)) - np.repeat(np.cumsum(per_component) - per_component,
+                                                 per_component)
+        table = np.zeros((len(per_component), max(per_component.max(), 1)), np.int64)
+        table[pair_component, rank] = pair_id
+        mean_y = np.bincount(flat, vote_y.ravel(), num_instances + 1) / np.maximum(
+            np.bincount(flat, minlength=num_instances + 1), 1)
+        mean_x = np.bincount(flat, vote_x.ravel(), num_instances + 1) / np.maximum(
+            np.bincount(flat, minlength=num_instances + 1), 1)
+        candidates = table[component.take(left)]  # [M, most] ids, 0 = none
+        miss = np.hypot(vote_y.ravel().take(left)[:, None] - mean_y[candidates],
+                        vote_x.ravel().take(left)[:, None] - mean_x[candidates])
+        miss[candidates == 0] = np.inf
+        nearest = candidates[np.arange(len(left)), miss.argmin(axis=1)]
+        flat[left] = nearest
+        # Components without an instance: one instance each, if large enough.
+        orphans = left[nearest == 0]
+        labels, sizes = np.unique(component.take(orphans), return_counts=True)
+        labels = labels[sizes >= min_pixels]
+        if len(labels):
+            new_id = np.zeros(component.max() + 1, np.int32)
+            new_id[labels] = np.arange(num_instances + 1, num_instances + 1 + len(labels))
+            flat[orphans] = new_id[component.take(orphans)]
+    num_slots = int(flat.max()) + 1
+    size = np.bincount(flat, minlength=num_slots)
+    found = np.flatnonzero(size[1:]) + 1
+    centers = np.stack([np.bincount(flat, vote_y.ravel(), num_slots)[found],
+                        np.bincount(flat, vote_x.ravel(), num_slots)[found]],
+                       axis=-1) / size[found, None]
+    # A new instance's evidence is its votes within reach of its center, as a peak's is.
+    new = found > num_instances
+    support = np.zeros(len(found))
+    if new.any():
+        index = np.zeros(num_slots, np.int64)
+        index[found] = np.arange(len(found))
+        pixels = np.flatnonzero(flat > num_instances)
+        slot = index.take(flat.take(pixels))
+        reach = max_vote_distance + max_vote_distance_rel * np.hypot(
+            dcme[..., 0].ravel().take(pixels), dcme[..., 1].ravel().take(pixels))
+        close = np.hypot(vote_y.ravel().take(pixels) - centers[slot, 0],
+                         vote_x.ravel().take(pixels) - centers[slot, 1]) <= reach
+        support = np.bincount(slot[close], minlength=len(found)).astype(np.float64)
+    strength = np.where(new, support, np.concatenate([[0.0], evidence])[
+        np.minimum(found, num_instances)])
+    order = np.lexsort((centers[:, 1], centers[:, 0]))
+    renumber = np.zeros(num_slots, np.int32)
+    renumber[found[order]] = np.arange(1, len(found) + 1, dtype=np.int32)
+    instance_map = renumber.take(flat).reshape(height, width)
+    return (instance_map, centers[order].astype(np.float32),
+            strength[order].astype(np.float32))
+
+
 def _net_import(votes, long_voters, grid_h, grid_w, origin):
     """Net import of long votes per vote-grid cell: the evidence for a center there.
 
@@ -498,10 +651,10 @@ def _net_import(votes, long_voters, grid_h, grid_w, origin):
     return support.ravel()
 
 
-def _empty_decoding(height, width, return_evidence):
-    """What :func:`decode_dcme` returns for a map without instances."""
-    empty = (np.zeros((height, width), np.int32), np.zeros((0, 2), np.float32))
-    return empty + (np.zeros(0, np.float32),) if return_evidence else empty
+def _empty_decoding(height, width):
+    """``(instance_map, centers, evidence)`` of a map without instances."""
+    return (np.zeros((height, width), np.int32), np.zeros((0, 2), np.float32),
+            np.zeros(0, np.float32))
 
 
 def decode_dcme(dcme, *, foreground=None, min_magnitude: float = 0.5,
@@ -509,7 +662,7 @@ def decode_dcme(dcme, *, foreground=None, min_magnitude: float = 0.5,
                 min_votes: float = 35, min_foreground_votes: float = 10,
                 max_vote_distance: float = 4.0,
                 max_vote_distance_rel: float = 0.2, exact_tolerance: float | None = 1e-3,
-                return_evidence: bool = False):
+                join_foreground: bool = True, return_evidence: bool = False):
     """Instances from a DCME map by Hough-style voting for their centers.
 
     Every voting pixel casts one vote at ``pixel + vector``, where its instance's CM
@@ -561,7 +714,14 @@ def decode_dcme(dcme, *, foreground=None, min_magnitude: float = 0.5,
     and the evidence is the votes themselves (no background is left to cancel); with no
     background noise to reject, a peak needs only ``min_foreground_votes`` of them, which
     keeps small objects (measured with a ground-truth mask under 1-2 px noise: 94-99 % of
-    objects >= 10 px found at 10 votes, 79-87 % at 35, no more fragments). Pass a
+    objects >= 10 px found at 10 votes, 79-87 % at 35, no more fragments). A mask also
+    says that its pixels *are* objects, so with ``join_foreground`` (the default) no mask
+    pixel is left as background: as Panoptic-DeepLab gives every thing pixel to its
+    nearest center, a mask pixel whose vote missed every center's reach (an under-trained
+    network shrinks its vectors) joins the nearest center, by its vote, among the
+    instances of its own 8-connected component of the mask, and a component with no
+    instance becomes one when it has ``min_foreground_votes`` pixels or more (its
+    evidence: its votes within reach of its mean vote). Pass a
     pixel-accurate mask there; combine a coarse one, such as the upsampled grid
     classifier, with the magnitude rule first (``coarse & (np.hypot(dcme[..., 0],
     dcme[..., 1]) >= 0.5)``), or the still background inside it votes for itself.
@@ -620,6 +780,9 @@ def decode_dcme(dcme, *, foreground=None, min_magnitude: float = 0.5,
         rounding of an encoded ground truth is ~1e-4 px at 1024 px. None turns the exact
         path off, for example for vectors quantized so coarsely that votes of unrelated
         pixels coincide (int8 model outputs).
+      join_foreground: with ``foreground``, give every mask pixel an instance (see
+        above); False leaves the pixels whose vote missed every center as background,
+        which scores the vectors alone. Ignored without ``foreground``.
       return_evidence: also return each instance's evidence.
 
     Returns:
@@ -629,8 +792,10 @@ def decode_dcme(dcme, *, foreground=None, min_magnitude: float = 0.5,
         centers: [K, 2] float32, (row, col) image pixels, the mean vote of each instance's
           pixels; row ``i`` belongs to instance ``i + 1``;
         evidence (only with ``return_evidence``): [K] float32 [votes], the net import of
-          a peak's window (votes with ``foreground``), or the vote count of an exact
-          center; how strongly the field supports the instance, for scoring.
+          a peak's window (votes with ``foreground``), the vote count of an exact
+          center, or for a mask component that became an instance of its own, its votes
+          within reach of its center; how strongly the field supports the instance, for
+          scoring.
 
     Raises:
       UserInputError: ``dcme`` is not one finite [H, W, 2] map, ``foreground`` does not
@@ -652,6 +817,15 @@ def decode_dcme(dcme, *, foreground=None, min_magnitude: float = 0.5,
         max_vote_distance=max_vote_distance, max_vote_distance_rel=max_vote_distance_rel,
         exact_tolerance=exact_tolerance)
     height, width = dcme.shape[:2]
+
+    def _finish(instance_map, centers, evidence):
+        if foreground is not None and join_foreground:
+            instance_map, centers, evidence = _join_foreground(
+                dcme, foreground, instance_map, evidence, min_foreground_votes,
+                max_vote_distance, max_vote_distance_rel)
+        return (instance_map, centers, evidence) if return_evidence else (instance_map,
+                                                                          centers)
+
     # (dy, dx) read as one complex64 gives every vector's length in one contiguous pass.
     length = np.abs(dcme.view(np.complex64)[..., 0])  # [H, W] pixels
     voting = length >= min_magnitude if foreground is None else foreground
@@ -679,7 +853,7 @@ def decode_dcme(dcme, *, foreground=None, min_magnitude: float = 0.5,
             pixels, vote_y, vote_x, cell_y, cell_x = (
                 a[inside] for a in (pixels, vote_y, vote_x, cell_y, cell_x))
     if not len(pixels):
-        return _empty_decoding(height, width, return_evidence)
+        return _finish(*_empty_decoding(height, width))
     # The vote grid spans the votes only, which is smaller than the image on most frames;
     # its sides are even for the 2x2 blocks of the Voronoi partition.
     top, left = cell_y.min(), cell_x.min()
@@ -720,7 +894,7 @@ def decode_dcme(dcme, *, foreground=None, min_magnitude: float = 0.5,
     centers = np.concatenate([exact_centers, peak_centers])
     evidence = np.concatenate([exact_votes, peak_strength])
     if not len(centers):
-        return _empty_decoding(height, width, return_evidence)
+        return _finish(*_empty_decoding(height, width))
 
     # === Assignment ===
     if num_exact:
@@ -759,7 +933,5 @@ def decode_dcme(dcme, *, foreground=None, min_magnitude: float = 0.5,
         rows, cols, ids = _center_pixels(dcme, voting, exact_centers, new_id[1:num_exact + 1],
                                          instance_map, min_magnitude, exact_tolerance)
         instance_map[rows, cols] = ids
-    if not return_evidence:
-        return instance_map, mean[order].astype(np.float32)
-    return instance_map, mean[order].astype(np.float32), evidence[found[order] - 1].astype(
-        np.float32)
+    return _finish(instance_map, mean[order].astype(np.float32),
+                   evidence[found[order] - 1].astype(np.float32))

@@ -466,3 +466,51 @@ def test_codec_np_imports_no_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_within_a_mask_shrunk_vectors_still_give_whole_objects():
+    # An under-trained network shrinks its vectors toward zero: most votes miss every
+    # center's reach. Within a mask, those pixels join the nearest center of their own
+    # component, so isolated objects come back whole and touching ones split by vote.
+    rng = np.random.default_rng(8)
+    ids = np.zeros((64, 128), np.int32)
+    ids[5:25, 5:35] = 26000  # alone
+    ids[35:60, 10:40] = 26001  # touches 26002 along x = 40
+    ids[35:60, 40:80] = 26002
+    ids[10:30, 90:120] = 24000  # alone
+    true = encode_dcme(ids)
+    dcme = (0.5 * true + rng.normal(0.0, 0.5, true.shape)).astype(np.float32)
+    mask = ids >= 1000
+    joined, _ = decode_dcme(dcme, foreground=mask)
+    assert all(iou >= 0.9 for iou, _ in best_iou(ids, joined).values())
+    assert joined.max() == 4
+    assert set(np.unique(joined[mask])) == {1, 2, 3, 4}  # no mask pixel left out
+    alone, _ = decode_dcme(dcme, foreground=mask, join_foreground=False)
+    assert sum(iou >= 0.5 for iou, _ in best_iou(ids, alone).values()) < 4
+
+
+def test_a_mask_component_without_a_center_becomes_an_instance_if_large_enough():
+    # Zero vectors: every vote lands on its own pixel. The box's 5x5 windows hold 25 votes
+    # (a peak); a 1-px line holds at most 5 per window, the 3x3 square 9: no peak.
+    ids = np.zeros((32, 64), np.int32)
+    ids[4:14, 4:24] = 26000  # 200 px
+    ids[20, 10:40] = 24000  # 30 px >= min_foreground_votes = 10: an instance of its own
+    ids[26:29, 50:53] = 25000  # 9 px < 10: background
+    dcme = np.zeros((32, 64, 2), np.float32)
+    instance_map, centers, evidence = decode_dcme(dcme, foreground=ids >= 1000,
+                                                  return_evidence=True)
+    expected = np.where(ids == 26000, 1, np.where(ids == 24000, 2, 0))
+    assert np.array_equal(instance_map, expected)
+    np.testing.assert_allclose(centers, [[8.5, 13.5], [20.0, 24.5]])
+    # The line's evidence is its votes within max_vote_distance = 4 px of its mean: 8.
+    assert evidence.tolist() == [25.0, 8.0]
+    off, _ = decode_dcme(dcme, foreground=ids >= 1000, join_foreground=False)
+    assert off.max() == 1  # without joining, the line is background
+
+
+def test_exact_split_instance_within_its_mask_stays_one_instance():
+    ids = np.zeros((20, 40), np.int32)
+    ids[2:18, 2:12] = 26000
+    ids[2:18, 28:38] = 26000  # the same car, split by an occluder
+    instance_map, _ = decode_dcme(encode_dcme(ids), foreground=ids >= 1000)
+    assert np.array_equal(instance_map, (ids >= 1000).astype(np.int32))

@@ -155,7 +155,7 @@ def run_row(settings: Settings, data_dir: str, name: str, variant: str, points: 
             runs_dir: Path) -> dict:
     """Train (or resume) one row, then evaluate and time its best checkpoint."""
     from dcme_keras import evaluate_annotator
-    from dcme_keras.cli.train_annotator import TrainConfig, train
+    from dcme_keras.train_annotator import TrainConfig, train
     from dcme_keras.extreme_points import extreme_points
     from dcme_keras.keras_annotator import KerasAnnotator
 

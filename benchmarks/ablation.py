@@ -17,8 +17,9 @@ What the default run does, in order:
    took 32.5 minutes on a shared 2-core CPU (Xeon, TensorFlow 2.21), so the rows compare
    the approaches under one small, equal budget and do not reproduce the paper's values.
 3. Evaluation of each run's ``best.keras`` (best validation aIoU) on the validation
-   objects (``dcme_keras.annotate.evaluate_annotator``): aIoU (batches of 32), iIoU, mIoU,
-   per-class IoU and border error at the network's 128x128, as the paper reports them;
+   objects (``dcme_keras.evaluate_annotator.evaluate_annotator``): aIoU (batches of 32),
+   iIoU, mIoU, per-class IoU and border error at the network's 128x128, as the paper
+   reports them;
    and the CPU time of one object at batch 1 through one ``tf.function`` (median of 20
    runs, TensorFlow's default thread pool on this machine).
 4. Output in ``--out``: ``ablation.md`` (both tables), ``ablation.json`` (everything,
@@ -153,9 +154,10 @@ def prepare_data(settings: Settings, out: Path) -> str:
 def run_row(settings: Settings, data_dir: str, name: str, variant: str, points: bool,
             runs_dir: Path) -> dict:
     """Train (or resume) one row, then evaluate and time its best checkpoint."""
-    from dcme_keras import annotate
-    from dcme_keras.cli.train_annotator import TrainConfig, train
+    from dcme_keras import evaluate_annotator
+    from dcme_keras.train_annotator import TrainConfig, train
     from dcme_keras.extreme_points import extreme_points
+    from dcme_keras.keras_annotator import KerasAnnotator
 
     config = TrainConfig(
         data_dir=data_dir, model_dir=os.fspath(runs_dir / name), data_name="synthetic Cityscapes",
@@ -166,12 +168,13 @@ def run_row(settings: Settings, data_dir: str, name: str, variant: str, points: 
     start = time.perf_counter()
     train(config)
     train_s = time.perf_counter() - start
-    annotator = annotate.KerasAnnotator(runs_dir / name / "best.keras")
-    result = annotate.evaluate_annotator(annotator, data_dir, min_area=settings.min_area,
-                                         batch_size=32, progress=settings.progress)
-    _, window, mask = next(annotate.iter_objects(data_dir, min_area=settings.min_area,
-                                                 max_frames=1))
-    result["ms_per_instance"] = annotate.time_inference(
+    annotator = KerasAnnotator(runs_dir / name / "best.keras")
+    result = evaluate_annotator.evaluate_annotator(
+        annotator, data_dir, min_area=settings.min_area, batch_size=32,
+        progress=settings.progress)
+    _, window, mask = next(evaluate_annotator.iter_objects(
+        data_dir, min_area=settings.min_area, max_frames=1))
+    result["ms_per_instance"] = evaluate_annotator.time_inference(
         annotator, window, extreme_points(mask), repeats=settings.timing_repeats)
     return {"name": name, "variant": variant, "points": points, "train_s": train_s,
             "params": annotator.model.keras_model.count_params(), **result}
@@ -223,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     data_dir = prepare_data(settings, out)
 
-    from dcme_keras import annotate
+    from dcme_keras import figures
     from dcme_keras.evaluation import save_result
     from dcme_keras.hardware import describe
     from dcme_keras.fileio import atomic_path
@@ -247,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
     save_result(record, out / "ablation.json")
     with atomic_path(out / "ablation.md") as tmp:
         tmp.write_text(table + "\n")
-    annotate.border_histogram_figure(
+    figures.border_histogram_figure(
         {f"{NAMES.get(r['variant'], r['variant'])}, {'points' if r['points'] else 'RGB'}":
          r["border_error"] for r in results}, out / "border_error.png",
         caption=f"{data}, validation objects at {settings.size}x{settings.size}; {hardware}")

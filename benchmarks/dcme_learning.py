@@ -82,7 +82,7 @@ def main() -> None:
     import tfds_cityscapes.cityscapes_instances  # noqa: F401  (registers the builder)
     from dcme_keras import evaluation, inference, keys, training
     from dcme_keras.cli.common import parse_hw
-    from dcme_keras.cli.train_dcme import TrainConfig, build_and_compile
+    from dcme_keras.train_dcme import TrainConfig, build_and_compile
     from dcme_keras.data import pipelines
     from dcme_keras.data.synthetic import write_dataset
     from dcme_keras.hardware import describe

@@ -1,4 +1,5 @@
-"""Figures of paper 000: predictions side by side (Fig. 4), DCME magnitudes (Fig. 2), losses.
+"""Figures of paper 000: predictions side by side (Fig. 4), DCME magnitudes (Fig. 2), losses;
+and of paper 003: the annotator's border-error histogram (Fig. 3).
 
 Every figure is drawn with matplotlib's object API on an Agg canvas (no pyplot, so no global
 state and no display is needed) and returned as an RGB image; with ``path`` it is also
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import matplotlib.ticker
@@ -331,3 +333,34 @@ def loss_curves(history_csv: str | os.PathLike, out_png: str | os.PathLike, *,
         axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axes.legend(fontsize=7)
     return _finish(figure, canvas, caption, out_png)
+
+
+def border_histogram_figure(curves: Mapping[str, Mapping[str, Any]],
+                            out_png: str | os.PathLike, *, caption: str | None = None) -> Path:
+    """Paper 003's Fig. 3: share of boundary pixels per border error, one line per model.
+
+    Args:
+      curves: label -> a result's ``"border_error"`` (``histogram``, ``bin_px``, ``mean``).
+      out_png: where to write the PNG (atomically).
+      caption: text under the plot, e.g. the data's name and the hardware.
+
+    Returns:
+      ``out_png`` as a Path.
+    """
+    figure = Figure(figsize=(6.0, 3.8), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    for label, border in curves.items():
+        axes.plot(border["bin_px"], 100.0 * np.asarray(border["histogram"]), marker="o",
+                  markersize=3, label=f"{label} (mean {border['mean']:.2f} px)")
+    axes.set_xlabel("border error [px] (last bin: this or more)")
+    axes.set_ylabel("share of boundary pixels [%]")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    if caption:
+        figure.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7, wrap=True)
+        figure.subplots_adjust(bottom=0.2)
+    out_png = Path(out_png)
+    with atomic_path(out_png) as tmp:
+        figure.savefig(tmp, format="png")
+    return out_png

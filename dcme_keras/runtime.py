@@ -22,6 +22,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -67,8 +68,41 @@ def load_metadata(tflite_path: str | Path) -> dict:
     return meta
 
 
+@runtime_checkable
+class InferenceModel(Protocol):
+    """What the annotator and the segmenter need of a model: a named-output callable.
+
+    :class:`TFLiteModel` satisfies it, and so does the Keras adapter
+    :class:`dcme_keras.keras_annotator.KerasModel`, so :class:`ExtremePointsAnnotator` runs a
+    ``.keras`` model through the very same pre- and post-processing as its export.
+
+    Attributes:
+      metadata: what the ``.tflite`` sidecar holds (at least ``kind``; ``point_radius``,
+        ``margin``, ``point_mode`` for an annotator).
+      input_shape: ``(1, H, W, C)``, the batch-1 input [pixels, channels].
+      output_shapes: output name -> batch-1 shape, e.g. ``{"mask": (1, S, S, 1)}``.
+      num_threads: CPU threads the model runs on.
+    """
+
+    metadata: dict[str, Any]
+    input_shape: tuple[int, ...]
+    output_shapes: dict[str, tuple[int, ...]]
+    num_threads: int
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """``[1, H, W, C]`` float32 -> named outputs ``[1, ...]`` (logits)."""
+
+    def predict_on_batch(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """``[B, H, W, C]`` float32 -> named outputs ``[B, ...]``."""
+
+    def replica(self) -> InferenceModel:
+        """The same model for another thread (or a clear refusal)."""
+
+
 class TFLiteModel:
     """A ``.tflite`` model with its metadata, run through LiteRT's interpreter (XNNPACK).
+
+    It satisfies :class:`InferenceModel`.
 
     It also stands in for a Keras model in :func:`dcme_keras.inference.model_outputs`
     (through :meth:`predict_on_batch`), so Keras and TFLite share one post-processing.
@@ -200,9 +234,10 @@ class TFLiteModel:
         }
 
 
-def _as_model(tflite: str | Path | TFLiteModel, num_threads: int, kind: str) -> TFLiteModel:
-    """A :class:`TFLiteModel` from a path, or the given one after checking its kind."""
-    if isinstance(tflite, TFLiteModel):
+def _as_model(tflite: str | Path | InferenceModel, num_threads: int, kind: str
+              ) -> InferenceModel:
+    """A :class:`TFLiteModel` from a path, or the given model after checking its kind."""
+    if isinstance(tflite, InferenceModel):
         if tflite.metadata.get("kind") != kind:
             raise UserInputError(f"the model is a {tflite.metadata.get('kind')!r} model, not "
                                  f"{kind!r}; pass the {kind} model")
@@ -237,9 +272,9 @@ class ExtremePointsAnnotator:
 
     Args:
       tflite: an annotator model exported by ``dcme-keras export`` (its path, or a
-        :class:`TFLiteModel` of kind ``"annotator"``); None takes the one the package
+        :class:`InferenceModel` of kind ``"annotator"``); None takes the one the package
         ships, :data:`BUNDLED_ANNOTATOR`.
-      num_threads: interpreter threads (ignored for a :class:`TFLiteModel`).
+      num_threads: interpreter threads (ignored for a model object).
       threshold: probability above which a pixel is object.
 
     Raises:
@@ -252,7 +287,7 @@ class ExtremePointsAnnotator:
       >>> mask = ann.segment(image_rgb_uint8, points_xy)  # [H, W] bool
     """
 
-    def __init__(self, tflite: str | Path | TFLiteModel | None = None, *,
+    def __init__(self, tflite: str | Path | InferenceModel | None = None, *,
                  num_threads: int = 1, threshold: float = 0.5):
         if tflite is None:
             if not BUNDLED_ANNOTATOR.is_file():
@@ -333,7 +368,7 @@ class ExtremePointsAnnotator:
                 for p in mask_to_polygons(mask, tolerance_px=tolerance_px)]
 
     def replica(self) -> ExtremePointsAnnotator:
-        """This annotator on its own interpreter (:meth:`TFLiteModel.replica`), for a thread."""
+        """This annotator on its own model copy (:meth:`InferenceModel.replica`), for a thread."""
         return type(self)(self.model.replica(), threshold=self.threshold)
 
     def segment_many(self, requests: Iterable[tuple[np.ndarray, Sequence]], *,
@@ -427,8 +462,8 @@ class DCMESegmenter:
 
     Args:
       tflite: a DCME model exported by ``dcme-keras export`` (its path, or a
-        :class:`TFLiteModel` of kind ``"dcme"``).
-      num_threads: interpreter threads (ignored for a :class:`TFLiteModel`).
+        :class:`InferenceModel` of kind ``"dcme"``).
+      num_threads: interpreter threads (ignored for a model object).
       decode_kwargs: extra keyword arguments for ``codec_np.decode_dcme``; they override
         the int8 default above.
 
@@ -441,7 +476,7 @@ class DCMESegmenter:
       >>> for mask, label_id, score in segmenter.instances(image_rgb_uint8): ...
     """
 
-    def __init__(self, tflite: str | Path | TFLiteModel, *, num_threads: int = 1,
+    def __init__(self, tflite: str | Path | InferenceModel, *, num_threads: int = 1,
                  decode_kwargs: dict | None = None):
         self.model = _as_model(tflite, num_threads, "dcme")
         _, h, w, channels = self.model.input_shape

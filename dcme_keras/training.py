@@ -7,6 +7,15 @@ and last ``.keras`` checkpoints, CSV and TensorBoard logs, optional early stoppi
 statistics with :func:`precise_batch_norm` (through :func:`precise_batch_norm_callback`)
 before each validation and checkpoint.
 
+It also holds what the two trainers (:mod:`dcme_keras.train_dcme`,
+:mod:`dcme_keras.train_annotator`) share around ``fit``: the sizes of the dataset's splits
+(:func:`split_sizes`), the run's record in ``config.json`` (:func:`run_settings`,
+:func:`run_record`), the refusal to resume a run with other settings
+(:func:`refuse_changed_settings`), the settings every run names (:class:`RunConfig`, which
+the trainers' settings extend) and the dtype policy of a run (:func:`precision`).
+TensorFlow and Keras are imported by the functions that need them, so a command can
+define its flags from the trainers' settings without loading them.
+
 Layout of ``model_dir``::
 
     model_dir/
@@ -15,20 +24,61 @@ Layout of ``model_dir``::
       last.keras       the last finished epoch
       history.csv      one row per epoch (appended on resume)
       tensorboard/     TensorBoard event files
+      config.json      the run's record (CONFIG_FILE), written by the trainer
+      loss_curves.png  drawn from history.csv after the run (LOSS_CURVES_FILE)
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
-from collections.abc import Callable
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-
-import keras
-import tensorflow as tf
+from typing import TYPE_CHECKING, Any
 
 from dcme_keras.errors import UserInputError
 
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
 STRATEGIES = ("default", "mirrored", "multi_worker")
+#: A run's record in ``model_dir``, written by its trainer once training can start.
+CONFIG_FILE = "config.json"
+#: The figure both trainers draw from ``history.csv`` after a run.
+LOSS_CURVES_FILE = "loss_curves.png"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """What every training run names: its data and its folder. Trainers' settings extend it.
+
+    Attributes:
+      data_dir: TFDS data dir holding ``cityscapes_instances`` (``dcme-keras build``).
+      model_dir: output folder; an existing run there is resumed.
+      config: builder config of the dataset, ``full`` or ``half``.
+      data_name: how captions and ``config.json`` name the data; None names the
+        dataset and its folder.
+
+    Example:
+      >>> @dataclasses.dataclass(frozen=True)
+      ... class TrainConfig(RunConfig):
+      ...     epochs: int = 1
+    """
+
+    data_dir: str
+    model_dir: str
+    config: str = "full"
+    data_name: str | None = None
+
+    @property
+    def data_label(self) -> str:
+        """How captions and ``config.json`` name the data: ``data_name``, else
+        ``"cityscapes_instances/<config> in <data_dir>"``."""
+        return self.data_name or f"cityscapes_instances/{self.config} in {self.data_dir}"
 
 
 def make_strategy(name: str = "default") -> tf.distribute.Strategy:
@@ -39,6 +89,8 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
         CPUs), or ``multi_worker`` (``MultiWorkerMirroredStrategy``; each worker reads
         its role from the ``TF_CONFIG`` environment variable, as TensorFlow documents).
     """
+    import tensorflow as tf
+
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -54,7 +106,102 @@ def set_precision(mixed_precision: bool) -> None:
     Call before building the model. Heads and losses of this package compute in
     float32 either way.
     """
+    import keras
+
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
+
+
+@contextlib.contextmanager
+def precision(mixed_precision: bool) -> Iterator[None]:
+    """Run a block under :func:`set_precision`, then restore the global dtype policy.
+
+    A trainer builds and fits its model inside, so a run in ``mixed_float16`` (or one that
+    fails) leaves the process's policy as it found it.
+    """
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    set_precision(mixed_precision)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def split_sizes(data_dir: str | os.PathLike, config: str) -> dict[str, int]:
+    """Examples per split of the built ``cityscapes_instances/<config>``.
+
+    Args:
+      data_dir: TFDS data dir (``dcme-keras build --data_dir``).
+      config: builder config, ``full`` or ``half``.
+
+    Returns:
+      ``{split name: examples [frames]}``, e.g. ``{"train": 45, "validation": 15}``.
+
+    Raises:
+      UserInputError: if the dataset is not built in ``data_dir``, with the commands that
+        build it.
+    """
+    import tensorflow_datasets as tfds
+
+    # Importing the builder registers it under its name.
+    from tfds_cityscapes.cityscapes_instances import Builder
+
+    names = [c.name for c in Builder.BUILDER_CONFIGS]
+    if config not in names:
+        raise UserInputError(f"--config {config!r} is unknown; use one of {', '.join(names)}")
+    data_dir = os.fspath(Path(data_dir).expanduser())
+    builder = tfds.builder(f"cityscapes_instances/{config}", data_dir=data_dir)
+    if not builder.is_prepared():
+        raise UserInputError(
+            f"no cityscapes_instances/{config} dataset in {data_dir}; make one with "
+            f"`dcme-keras synth --out /tmp/synth` (or use real Cityscapes) then "
+            f"`dcme-keras build --manual_dir /tmp/synth --data_dir {data_dir} "
+            f"--config {config}`")
+    return {name: split.num_examples for name, split in builder.info.splits.items()}
+
+
+def run_settings(config: Any) -> dict[str, Any]:
+    """A trainer's settings (a dataclass) as JSON-ready values; tuples become lists."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def run_record(config: Any, **facts: Any) -> dict[str, Any]:
+    """What a trainer records of a run: ``{"settings", **facts, "tensorflow", "keras"}``.
+
+    Args:
+      config: the trainer's settings (a dataclass), stored by :func:`run_settings`.
+      **facts: JSON-ready facts of the run, in the order given (data name, split sizes,
+        replicas, hardware, ...).
+    """
+    import keras
+    import tensorflow as tf
+
+    return {"settings": run_settings(config), **facts, "tensorflow": tf.__version__,
+            "keras": keras.__version__}
+
+
+def refuse_changed_settings(model_dir: str | os.PathLike, previous: Mapping[str, Any],
+                            now: Mapping[str, Any], names: Iterable[str]) -> None:
+    """Refuse to resume the run in ``model_dir`` when settings it cannot change differ.
+
+    The backup restores variables by structure, so a resumed run must build the same
+    network (and optimizer) as the run that wrote it.
+
+    Args:
+      model_dir: the run's folder, as the user named it.
+      previous: the settings recorded by the run there.
+      now: this call's settings.
+      names: the settings that must match.
+
+    Raises:
+      UserInputError: naming each changed setting as the flag with its recorded value.
+    """
+    changed = [k for k in names if previous.get(k) != now[k]]
+    if changed:
+        was = ", ".join(f"--{k}={previous.get(k)}" for k in changed)
+        raise UserInputError(f"--model_dir {model_dir} holds a run with {was}; resume it "
+                             "with the same settings or pass a new --model_dir")
 
 
 def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset | None, *,
@@ -89,6 +236,8 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset |
     Returns:
       The History of the epochs run in this call.
     """
+    import keras
+
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     if val_ds is None:
@@ -171,6 +320,8 @@ def precise_batch_norm(model: keras.Model, batches) -> int:
     Returns:
       The number of batches used.
     """
+    import keras
+
     # Keras' own recursive walk over sublayers; ``model.layers`` stops at custom layers.
     norms = [layer for layer in model._flatten_layers(include_self=False)
              if isinstance(layer, keras.layers.BatchNormalization)]
@@ -207,6 +358,8 @@ def precise_batch_norm_callback(dataset: tf.data.Dataset, batches: int = 8
     Returns:
       A ``keras.callbacks.Callback``.
     """
+    import keras
+
     if not isinstance(batches, int) or batches < 1:
         raise UserInputError(f"precise batch-norm batches must be a positive int, "
                              f"got {batches!r}")

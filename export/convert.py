@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dcme_keras import __version__, annotate, classes, keys
+from dcme_keras import __version__, classes, keys
 from dcme_keras import extreme_points as ep
 from dcme_keras.errors import UserInputError
 from dcme_keras.fileio import atomic_files
+from dcme_keras.models.annotator import POINT_MODE
 from dcme_keras.runtime import METADATA_FORMAT, TFLiteModel, metadata_path
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
@@ -177,7 +178,7 @@ def model_metadata(model, *, quantization: str, point_radius: int = ep.DEFAULT_R
                 "outputs": {keys.MASK: f"[1, {out[1]}, {out[2]}, 1] logits; sigmoid >= 0.5 "
                                        "is the object"},
                 "point_radius": int(point_radius), "margin": float(margin),
-                "point_mode": annotate.POINT_MODE,
+                "point_mode": POINT_MODE,
                 "classes": [{"name": n, "label_id": classes.label_id(n)}
                             for n in annotator_classes]}
     if channels != 3:

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from dcme_keras import evaluation, keys, training
-from dcme_keras.cli.train_dcme import TrainConfig, build_and_compile, learning_rate_callback
+from dcme_keras.train_dcme import TrainConfig, build_and_compile, learning_rate_callback
 from dcme_keras.data.pipelines import dcme_targets
 from dcme_keras.data.synthetic import write_dataset
 from dcme_keras.fileio import read_rgb

@@ -28,7 +28,7 @@ def _load_in_fresh_process(path, first_import):
 def saved_models(tmp_path_factory):
     """A tiny compiled DCME network and a tiny compiled annotator, saved as .keras."""
     from dcme_keras import annotate
-    from dcme_keras.cli.train_dcme import TrainConfig, build_and_compile
+    from dcme_keras.train_dcme import TrainConfig, build_and_compile
 
     folder = tmp_path_factory.mktemp("models")
     dcme = build_and_compile(TrainConfig(data_dir="-", model_dir="-", preset="tiny",

@@ -407,15 +407,14 @@ def main(argv: list[str]) -> None:
     check_requests(requests, fmt)
     if not 0.0 < _THRESHOLD.value < 1.0:
         raise UserInputError(f"--threshold {_THRESHOLD.value} must be in (0, 1), e.g. 0.5")
-    from dcme_keras import annotate
-
+    from dcme_keras.keras_annotator import inspect_model, open_annotator
     from dcme_keras.runtime import BUNDLED_ANNOTATOR
 
     model = _MODEL.value or BUNDLED_ANNOTATOR
-    info = annotate.inspect_model(model)
+    info = inspect_model(model)
     check_model_fits(requests, info["points"], model)
-    annotator = annotate.open_annotator(model, num_threads=_THREADS.value,
-                                        threshold=_THRESHOLD.value)
+    annotator = open_annotator(model, num_threads=_THREADS.value,
+                               threshold=_THRESHOLD.value)
     from tqdm import tqdm
 
     from dcme_keras.runtime import map_with_replicas

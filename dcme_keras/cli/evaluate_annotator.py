@@ -8,12 +8,14 @@
 
 Scores every validation object of the model's classes (those ``train annotator`` used,
 read from the ``config.json`` beside a ``.keras`` file) with the inputs built exactly as
-in training, without augmentation (``annotate.evaluate_annotator``). The objects come from
-a TFDS build (``--data_dir``) or straight from a Cityscapes-layout folder
-(``--cityscapes_root``, e.g. real photos: ``gtFine/*_instanceIds.png`` suffice, objects of
-at least 400 px by default); the 4 clicks are the ground truth's extreme points, jittered
-by a Gaussian of ``--jitter_sigma_px`` when asked. Reported, each beside the no-learning
-baseline (the filled quadrilateral of the same 4 clicks), overall and per class:
+in training, without augmentation
+(:func:`dcme_keras.evaluate_annotator.evaluate_annotator`, the library this command
+calls). The objects come from a TFDS build (``--data_dir``) or straight from a
+Cityscapes-layout folder (``--cityscapes_root``, e.g. real photos:
+``gtFine/*_instanceIds.png`` suffice, objects of at least 400 px by default); the 4 clicks
+are the ground truth's extreme points, jittered by a Gaussian of ``--jitter_sigma_px``
+when asked. Reported, each beside the no-learning baseline (the filled quadrilateral of
+the same 4 clicks), overall and per class:
 
 * aIoU (per batch of ``--batch_size``, averaged), iIoU and mIoU, at the network's
   resolution as the paper reports them (Table 1), and at full resolution after the mask
@@ -90,7 +92,8 @@ def define_flags() -> None:
 
 
 def _timing_sample(objects):
-    """The first object of an :func:`annotate.iter_objects`-like iterator, and its points."""
+    """The first object of an :func:`~dcme_keras.evaluate_annotator.iter_objects`-like
+    iterator, and its points."""
     from dcme_keras.extreme_points import extreme_points
 
     _, window, mask = next(objects)
@@ -107,14 +110,14 @@ def save_outputs(out: Path, result: dict, tables: str, curves: dict, *, caption:
       curves: model name -> border error, drawn into :data:`FIGURE_FILE`.
       caption: printed under the figure.
     """
-    from dcme_keras import annotate
-    from dcme_keras.evaluation import save_result
+    from dcme_keras import figures
     from dcme_keras.fileio import atomic_files
+    from dcme_keras.tables import save_result
 
     with atomic_files([out / RESULT_FILE, out / TABLES_FILE, out / FIGURE_FILE]) as staged:
         save_result(result, staged[0])
         staged[1].write_text(tables + "\n")
-        annotate.border_histogram_figure(curves, staged[2], caption=caption)
+        figures.border_histogram_figure(curves, staged[2], caption=caption)
 
 
 def main(argv: list[str]) -> None:
@@ -126,20 +129,22 @@ def main(argv: list[str]) -> None:
     if (f.data_dir is None) == (f.cityscapes_root is None):
         raise UserInputError("pass exactly one of --data_dir (a TFDS build) and "
                              "--cityscapes_root (a Cityscapes-layout folder)")
-    from dcme_keras import annotate
+    from dcme_keras import evaluate_annotator as scoring
+    from dcme_keras.keras_annotator import inspect_model, open_annotator
+    from dcme_keras.models.annotator import AnnotatorConfig
 
-    info = annotate.inspect_model(f.model)
+    info = inspect_model(f.model)
     if f.threads and info["format"] == "keras":
         import tensorflow as tf
 
         # Must happen before TensorFlow starts its thread pools, i.e. before any op runs.
         tf.config.threading.set_intra_op_parallelism_threads(f.threads)
-    annotator = annotate.open_annotator(f.model, num_threads=f.threads or 1)
+    annotator = open_annotator(f.model, num_threads=f.threads or 1)
     classes = (tuple(c.strip() for c in f.classes) if f.classes
-               else getattr(annotator, "config", annotate.AnnotatorConfig()).classes)
+               else getattr(annotator, "config", AnnotatorConfig()).classes)
     folder = f.cityscapes_root is not None
     split = f.split or ("val" if folder else "validation")
-    result = annotate.evaluate_annotator(
+    result = scoring.evaluate_annotator(
         annotator, f.data_dir, cityscapes_root=f.cityscapes_root, split=split,
         classes=classes, min_area=f.min_area, dataset_config=f.config,
         batch_size=f.batch_size, max_frames=f.max_frames, max_px=f.max_px,
@@ -153,18 +158,18 @@ def main(argv: list[str]) -> None:
               "size": annotator.size, "points": annotator.uses_points,
               "hardware": hardware, **result}
     if f.timing_repeats:
-        objects = (annotate.iter_folder_objects(f.cityscapes_root, split=split,
-                                                classes=classes, max_frames=1) if folder
-                   else annotate.iter_objects(f.data_dir, split=split, classes=classes,
-                                              dataset_config=f.config, max_frames=1))
+        objects = (scoring.iter_folder_objects(f.cityscapes_root, split=split,
+                                               classes=classes, max_frames=1) if folder
+                   else scoring.iter_objects(f.data_dir, split=split, classes=classes,
+                                             dataset_config=f.config, max_frames=1))
         window, clicks = _timing_sample(objects)
         result["threads"] = f.threads or "default"
-        result["ms_per_instance"] = annotate.time_inference(annotator, window, clicks,
-                                                            repeats=f.timing_repeats)
+        result["ms_per_instance"] = scoring.time_inference(annotator, window, clicks,
+                                                           repeats=f.timing_repeats)
     inputs = "RGB + extreme points" if annotator.uses_points else "RGB only"
     title = (f"annotator {f.model} ({inputs}) on {data_name}, split {split}: "
              f"{result['instances']} objects; {hardware}")
-    tables = annotate.format_tables(result, title=title)
+    tables = scoring.format_tables(result, title=title)
     print(tables)
 
     model_path = Path(f.model).expanduser()

@@ -78,10 +78,10 @@ def main(argv: list[str]) -> None:
     model = saving.load_model(_MODEL.value)
     encoding = {}
     if convert.model_kind(model) == "annotator":
-        from dcme_keras import annotate
+        from dcme_keras.models.annotator import config_path, read_config
 
         # The training run records its input encoding beside the model; flags override it.
-        config = annotate.read_config(annotate.config_path(_MODEL.value))
+        config = read_config(config_path(_MODEL.value))
         if config is not None:
             encoding = {"point_radius": config.point_radius, "margin": config.margin,
                         "annotator_classes": config.classes}

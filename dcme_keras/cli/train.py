@@ -4,9 +4,9 @@
     dcme-keras train annotator --data_dir /tmp/tfds --model_dir /tmp/annotator
 
 ``dcme-keras train <network> --help`` lists the flags of one trainer. Each network's
-trainer is its own module, ``dcme_keras.cli.train_<network>``; only the chosen one is
-imported, so the two trainers' flags (both have ``--data_dir``, ``--epochs``, ...) never
-meet in one process.
+flags are their own module, ``dcme_keras.cli.train_<network>``, which calls the library's
+trainer ``dcme_keras.train_<network>``; only the chosen one is imported, so the two
+trainers' flags (both have ``--data_dir``, ``--epochs``, ...) never meet in one process.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 
 from dcme_keras.cli.common import route
 
-#: network -> one-line help. The trainer is ``dcme_keras.cli.train_<network>``.
+#: network -> one-line help. Its flags are ``dcme_keras.cli.train_<network>``.
 NETWORKS: dict[str, str] = {
     "dcme": "the DCME instance-segmentation network (paper 000)",
     "annotator": "the extreme-points annotator U-Net (paper 003)",

@@ -331,6 +331,17 @@ def test_keras_annotator_reads_config_and_matches_runtime_preprocessing(files):
     assert box == ep.crop_box(POINTS, HW, 0.1)
 
 
+def test_keras_and_tflite_models_meet_the_runtime_protocol_without_inheritance(files):
+    from dcme_keras.runtime import InferenceModel, TFLiteModel
+
+    keras_model = annotate.KerasAnnotator(files / "points" / "model.keras").model
+    tflite_model = ExtremePointsAnnotator(files / "points.tflite").model
+    assert isinstance(keras_model, InferenceModel) and isinstance(tflite_model, InferenceModel)
+    assert not isinstance(keras_model, TFLiteModel)
+    assert keras_model.input_shape == tflite_model.input_shape == (1, SIZE, SIZE, 4)
+    assert keras_model.output_shapes == tflite_model.output_shapes
+
+
 def test_inspect_model_tells_kinds_apart_without_tensorflow(files):
     code = textwrap.dedent(f"""
         import sys

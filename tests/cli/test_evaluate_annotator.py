@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from dcme_keras import annotate
+from dcme_keras import figures
 from dcme_keras.cli import evaluate_annotator
 
 _BORDER = {"bin_px": list(range(11)), "histogram": [1.0] + [0.0] * 10, "mean": 0.0}
@@ -27,7 +27,7 @@ def test_a_failing_figure_leaves_no_json_and_no_tables(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("injected: cannot draw")
 
-    monkeypatch.setattr(annotate, "border_histogram_figure", broken)
+    monkeypatch.setattr(figures, "border_histogram_figure", broken)
     out = tmp_path / "eval"
     with pytest.raises(RuntimeError, match="injected"):
         evaluate_annotator.save_outputs(out, {"instances": 1}, "table", {"m": _BORDER},

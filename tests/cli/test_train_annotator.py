@@ -13,11 +13,10 @@ import pytest
 import tensorflow_datasets as tfds
 
 import tfds_cityscapes.cityscapes_instances  # noqa: F401  (registers the builder)
-from dcme_keras import annotate, keys, metrics
-from dcme_keras.cli import train_annotator
-from dcme_keras.cli.train_annotator import TrainConfig
+from dcme_keras import annotate, keys, metrics, train_annotator
 from dcme_keras.data.synthetic import write_dataset
 from dcme_keras.errors import UserInputError
+from dcme_keras.train_annotator import TrainConfig
 
 
 @pytest.fixture(scope="module")

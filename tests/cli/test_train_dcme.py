@@ -14,12 +14,12 @@ import pytest
 import tensorflow_datasets as tfds
 
 import tfds_cityscapes.cityscapes_instances  # noqa: F401  (registers the builder)
-from dcme_keras.cli import train_dcme
-from dcme_keras.cli.train_dcme import TrainConfig
+from dcme_keras import train_dcme
 from dcme_keras.data.pipelines import dcme_scenes
 from dcme_keras.data.synthetic import write_dataset
 from dcme_keras.evaluation import dcme_scores
 from dcme_keras.errors import UserInputError
+from dcme_keras.train_dcme import TrainConfig
 
 SIZE = (64, 128)
 

@@ -47,7 +47,7 @@ class TrainConfig(training.RunConfig):
 
     Attributes (beyond those of :class:`~dcme_keras.training.RunConfig`: ``data_dir``,
     ``model_dir``, ``config``, ``data_name``):
-      preset: model preset, ``paper``, ``mobilenet_v2`` or ``tiny``.
+      preset: model preset, ``paper``, ``mobilenet_v2``, ``tiny`` or ``cpu``.
       image_size: network input (H, W) [pixels], multiples of 16.
       batch_size: global batch [scenes]; under several replicas, validation drops a
         last partial batch.

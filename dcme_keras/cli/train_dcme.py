@@ -64,8 +64,9 @@ def define_flags() -> None:
     flags.DEFINE_string("config", "full", "dataset builder config: full or half")
     flags.DEFINE_string("data_name", None, "name of the data in captions and config.json, "
                         "e.g. 'synthetic Cityscapes'; default: the dataset and its folder")
-    flags.DEFINE_enum("preset", "paper", ["paper", "mobilenet_v2", "tiny"],
-                      "model preset: paper (VGG16 DeepLabv3+, sec. V), mobilenet_v2, tiny")
+    flags.DEFINE_enum("preset", "paper", ["paper", "mobilenet_v2", "tiny", "cpu"],
+                      "model preset: paper (VGG16 DeepLabv3+, sec. V), mobilenet_v2, tiny, "
+                      "cpu (tiny with more context; the demo's)")
     flags.DEFINE_string("image_size", "512x1024", "network input HxW in pixels, "
                         "multiples of 16 (the paper: 512x1024)")
     flags.DEFINE_integer("batch_size", 6, "global batch size (the paper: 6)", lower_bound=1)

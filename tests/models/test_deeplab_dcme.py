@@ -239,7 +239,7 @@ def test_bad_weights_files_raise_user_input_error(tmp_path):
 
 
 def test_presets_table_is_complete():
-    assert set(PRESETS) == {"paper", "mobilenet_v2", "tiny"}
+    assert set(PRESETS) == {"paper", "mobilenet_v2", "tiny", "cpu"}
     assert PRESETS["paper"]["backbone"] == "vgg16"
     assert PRESETS["paper"]["extra_convs"] == 5
     assert PRESETS["paper"]["aspp_rates"] == (6, 12, 18)

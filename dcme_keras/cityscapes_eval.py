@@ -14,7 +14,8 @@ so it writes nothing: no ground-truth cache into site-packages and no
 ``./matches.json``. Its one NumPy 2 breakage, ``np.in1d``, is served by pointing the
 evaluator module's own ``np`` at NumPy plus ``in1d`` (:class:`_NumPyWithIn1d`); NumPy is
 not modified. Its errors, which call ``sys.exit``, become :class:`UserInputError` with
-the fix.
+the fix. Its failure on an empty precision-recall curve is answered with the AP it
+stands for, 0 (:func:`_evaluate_matches`).
 """
 
 from __future__ import annotations
@@ -281,6 +282,66 @@ def _summary(result: Mapping[str, Any], num_images: int) -> dict[str, Any]:
             "num_images": num_images}
 
 
+def is_empty_curve_error(err: IndexError) -> bool:
+    """Whether ``err`` is cityscapesScripts' failure on an empty precision-recall curve.
+
+    ``evaluateMatches`` (cityscapesScripts 2.3) reads ``cumsum(y_true)[-1]`` of an empty
+    array when a class has ground truth and predictions in the split, yet at some IoU
+    threshold no ground truth is matched and every prediction is ignored (it lies on void,
+    group or too-small ground truth), which a poorly trained network produces. An
+    IndexError raised anywhere else is a bug.
+
+    Args:
+      err: an IndexError raised while evaluating.
+
+    Returns:
+      True when the innermost frame is cityscapesScripts' ``evaluateMatches``.
+    """
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return (code.co_name == "evaluateMatches"
+            and "cityscapesscripts" in Path(code.co_filename).parts)
+
+
+def _evaluate_matches(matches: dict, args: Any) -> np.ndarray:
+    """``evaluateMatches``, with its empty-curve failure answered.
+
+    Where :func:`is_empty_curve_error` strikes, a class has ground truth and no true
+    positive at that IoU threshold: its AP there is 0, what the evaluator itself gives a
+    class with ground truth and no prediction. The (class, threshold) cells are then
+    evaluated one at a time and the failing ones set to 0.
+
+    Returns:
+      [distance thresholds, classes, IoU thresholds] float AP in [0, 1], as
+      ``evaluateMatches`` returns.
+    """
+    try:
+        return _cs_eval.evaluateMatches(matches, args)
+    except IndexError as err:
+        if not is_empty_curve_error(err):
+            raise
+    cells = {}
+    for label_index, label in enumerate(args.instLabels):
+        for overlap_index, overlap in enumerate(args.overlaps):
+            one = copy.copy(args)
+            one.instLabels, one.overlaps = [label], np.asarray([overlap])
+            try:
+                cells[label_index, overlap_index] = _cs_eval.evaluateMatches(matches, one)
+            except IndexError as err:
+                if not is_empty_curve_error(err):
+                    raise
+                cells[label_index, overlap_index] = 0.0
+    depth = max((c.shape[0] for c in cells.values() if isinstance(c, np.ndarray)), default=1)
+    ap = np.zeros((depth, len(args.instLabels), len(args.overlaps)), float)
+    for (label_index, overlap_index), cell in cells.items():
+        ap[:, label_index, overlap_index] = cell if np.isscalar(cell) else cell[:, 0, 0]
+    return ap
+
+
 def evaluate_predictions(gt_root_or_files: str | os.PathLike | Iterable[str | os.PathLike],
                          prediction_dir: str | os.PathLike, *,
                          split: str = "val") -> dict[str, Any]:
@@ -330,7 +391,7 @@ def evaluate_predictions(gt_root_or_files: str | os.PathLike | Iterable[str | os
             _cs_eval.setInstanceLabels(args)
             gt_instances = instances2dict(gt_names, False)
             matches = _cs_eval.matchGtWithPreds(predictions, gt_names, gt_instances, args)
-            ap_scores = _cs_eval.evaluateMatches(matches, args)
+            ap_scores = _evaluate_matches(matches, args)
             averages = _cs_eval.computeAverages(ap_scores, args)
             result = _cs_eval.prepareJSONDataForResults(averages, ap_scores, args)
         except SystemExit:

@@ -92,41 +92,11 @@ def annotator_parity(model, tflite: TFLiteModel, inputs: np.ndarray, targets: np
     }
 
 
-def is_empty_curve_error(err: IndexError) -> bool:
-    """Whether ``err`` is cityscapesscripts' failure on an empty precision-recall curve.
-
-    cityscapesscripts 2.3's ``evaluateMatches`` reads ``cumsum(y_true)[-1]`` of an empty
-    array when a class has ground truth and predictions in the split, yet no ground truth
-    is matched and every prediction is ignored (it lies on void or group pixels), which
-    a poorly trained network produces. The AP is then undefined, not the export wrong. An
-    IndexError raised anywhere else (inference, decoding, our evaluation code) is a bug.
-
-    Args:
-      err: an IndexError raised by :func:`dcme_keras.evaluation.evaluate_outputs`.
-
-    Returns:
-      True when the innermost frame is cityscapesscripts' ``evaluateMatches``.
-    """
-    tb = err.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    code = tb.tb_frame.f_code
-    return (code.co_name == "evaluateMatches"
-            and "cityscapesscripts" in Path(code.co_filename).parts)
-
-
 def _quality(root: str, outputs: Mapping[str, Mapping[str, np.ndarray]],
              decode_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """AP, AP50 and detection accuracy of precomputed outputs on the ``val`` frames."""
-    try:
-        ap = evaluation.evaluate_outputs(root, outputs, "val", progress=False,
-                                         decode_kwargs=decode_kwargs)
-    except IndexError as err:
-        if not is_empty_curve_error(err):
-            raise
-        ap = {"AP": float("nan"), "AP50": float("nan")}
+    ap = evaluation.evaluate_outputs(root, outputs, "val", progress=False,
+                                     decode_kwargs=decode_kwargs)
     detection = evaluation.detection_accuracy(root, outputs, "val", thresholds=[DETECTION_IOU],
                                               decode_kwargs=decode_kwargs, progress=False)
     return {"AP": ap["AP"], "AP50": ap["AP50"],

@@ -3,6 +3,7 @@ common flag parsers."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 from collections.abc import Callable, Mapping
@@ -39,6 +40,27 @@ def run_subcommand(main: Callable[[list[str]], int | None], argv: list[str]) -> 
             sys.exit(2)
 
     app.run(wrapped, argv=argv, flags_parser=parse_flags)
+
+
+def define_once(define: Callable[[], None]) -> Callable[[], None]:
+    """Decorate a command's ``define_flags`` so it defines its absl flags once per process.
+
+    The routed subcommands (``train dcme`` and ``train annotator``, ``evaluate ...``)
+    share flag names, so each defines its flags only when it runs, and absl refuses a
+    flag defined twice. The flag is set before the definitions, so a failure midway is
+    not retried either.
+    """
+    done = False
+
+    @functools.wraps(define)
+    def define_flags() -> None:
+        nonlocal done
+        if done:
+            return
+        done = True
+        define()
+
+    return define_flags
 
 
 def parse_hw(text: str) -> tuple[int, int]:

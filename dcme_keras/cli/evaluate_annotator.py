@@ -39,21 +39,16 @@ from pathlib import Path
 
 from absl import flags
 
+from dcme_keras.cli.common import define_once
 from dcme_keras.errors import UserInputError
 
 RESULT_FILE = "annotator_eval.json"
 TABLES_FILE = "tables.txt"
 FIGURE_FILE = "border_error.png"
 
-_defined = False
-
-
+@define_once
 def define_flags() -> None:
     """Define this command's absl flags, once per process."""
-    global _defined
-    if _defined:
-        return
-    _defined = True
     flags.DEFINE_string("model", None, "the annotator: a .keras file from `dcme-keras train "
                         "annotator` (best.keras) or a .tflite file from `dcme-keras export`",
                         required=True)

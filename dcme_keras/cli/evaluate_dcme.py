@@ -34,18 +34,13 @@ import os
 from absl import flags
 
 from dcme_keras import evaluate_dcme, saving
-from dcme_keras.cli.common import parse_hw
+from dcme_keras.cli.common import define_once, parse_hw
 from dcme_keras.errors import UserInputError
 
-_defined = False
 
-
+@define_once
 def define_flags() -> None:
     """Define this command's absl flags, once per process."""
-    global _defined
-    if _defined:
-        return
-    _defined = True
     flags.DEFINE_string("model", None, "the DCME network, a .keras file written by "
                         "`dcme-keras train dcme` (best.keras or last.keras)", required=True)
     flags.DEFINE_string("cityscapes_root", None, "Cityscapes-layout folder holding gtFine/ "

@@ -43,20 +43,15 @@ from pathlib import Path
 
 from absl import flags
 
-from dcme_keras.cli.common import parse_hw
+from dcme_keras.cli.common import define_once, parse_hw
 from dcme_keras.errors import UserInputError
 from dcme_keras.train_dcme import SCHEDULES, TrainConfig, train
 from dcme_keras.training import LOSS_CURVES_FILE
 
-_defined = False
 
-
+@define_once
 def define_flags() -> None:
     """Define this command's absl flags, once per process."""
-    global _defined
-    if _defined:
-        return
-    _defined = True
     flags.DEFINE_string("data_dir", None, "TFDS data dir holding cityscapes_instances "
                         "(`dcme-keras build --data_dir`)", required=True)
     flags.DEFINE_string("model_dir", None, "output folder: checkpoints, logs, config.json; "

@@ -29,7 +29,7 @@ from matplotlib.patches import Patch
 from dcme_keras import classes
 from dcme_keras.errors import UserInputError
 from dcme_keras.fileio import atomic_path
-from dcme_keras.inference import Instance, resize_nearest
+from dcme_keras.inference import Instance, check_rgb_image, resize_nearest
 
 #: RGB of each grid id: black for background, then Cityscapes' own class colors.
 GRID_COLORS: np.ndarray = np.array(
@@ -41,12 +41,7 @@ _CAPTION_FONT = 8
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-        raise UserInputError(
-            f"image of shape {image.shape} and dtype {image.dtype} is not [H, W, 3] uint8 "
-            "RGB; pass the input image as read from leftImg8bit/")
-    return image
+    return check_rgb_image(image, "pass the input image as read from leftImg8bit/")
 
 
 def _blend(image: np.ndarray, colors: np.ndarray, where: np.ndarray, alpha: float

@@ -243,13 +243,18 @@ def instances_from_outputs(dcme: np.ndarray, grid_logits: np.ndarray, *,
             for mask, g, s in zip(masks, grid_ids, scores)]
 
 
-def _check_image(image: np.ndarray) -> np.ndarray:
-    """Return ``image`` as [H, W, 3] uint8 or raise."""
+def check_rgb_image(image: np.ndarray, fix: str = "load images with "
+                    "cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)") -> np.ndarray:
+    """Return ``image`` as an [H, W, 3] uint8 RGB array, or raise naming ``fix``.
+
+    Raises:
+      UserInputError: for any other shape or dtype.
+    """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
         raise UserInputError(
             f"image of shape {image.shape} and dtype {image.dtype} is not [H, W, 3] uint8 "
-            "RGB; load images with cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)")
+            f"RGB; {fix}")
     return image
 
 
@@ -295,7 +300,7 @@ def model_outputs(model: Any, images: Sequence[np.ndarray] | np.ndarray, *,
         raise UserInputError(f"batch_size {batch_size} must be at least 1, e.g. 4")
     inputs = []
     for image in images:
-        image = _check_image(image)
+        image = check_rgb_image(image)
         size = _model_input_size(model, input_size, image.shape[:2])
         inputs.append(_resize_image(image, size).astype(np.float32))
     outputs: list[dict[str, np.ndarray]] = []

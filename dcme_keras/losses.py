@@ -238,8 +238,30 @@ class DCMELoss(keras.losses.Loss):
         return {"amplitude": self.amplitude, "reduction": self.reduction, "name": self.name}
 
 
+class _SoftMaskLoss(keras.losses.Loss):
+    """What the soft-area mask losses share: logits or probabilities in, a positive
+    ``epsilon``, and the config that rebuilds them. Subclasses define ``call``."""
+
+    def __init__(self, from_logits: bool, epsilon: float, reduction: str | None, name: str,
+                 *, example_epsilon: str):
+        if not epsilon > 0:
+            raise UserInputError(f"{type(self).__name__} epsilon must be > 0, got "
+                                 f"{epsilon!r}; use e.g. {example_epsilon}")
+        super().__init__(name=name, reduction=reduction, dtype=_COMPUTE_DTYPE)
+        self.from_logits = bool(from_logits)
+        self.epsilon = float(epsilon)
+
+    def get_config(self):
+        return {
+            "from_logits": self.from_logits,
+            "epsilon": self.epsilon,
+            "reduction": self.reduction,
+            "name": self.name,
+        }
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class AverageDistanceLoss(keras.losses.Loss):
+class AverageDistanceLoss(_SoftMaskLoss):
     """Soft approximate average distance error (paper 003, section 3), averaged over B.
 
     Per sample::
@@ -282,30 +304,16 @@ class AverageDistanceLoss(keras.losses.Loss):
         reduction: str | None = "sum_over_batch_size",
         name: str = "average_distance_loss",
     ):
-        if not epsilon > 0:
-            raise UserInputError(
-                f"AverageDistanceLoss epsilon must be > 0, got {epsilon!r}; use e.g. 1.0"
-            )
-        super().__init__(name=name, reduction=reduction, dtype=_COMPUTE_DTYPE)
-        self.from_logits = bool(from_logits)
-        self.epsilon = float(epsilon)
+        super().__init__(from_logits, epsilon, reduction, name, example_epsilon="1.0")
 
     def call(self, y_true, y_pred):
         """Per-sample Ad [B] float32 [pixels] of [B, H, W(, 1)] labels and outputs."""
         y_true, _, y_prob = _mask_inputs(y_true, y_pred, self.from_logits)
         return average_distance(y_true, y_prob, self.epsilon)
 
-    def get_config(self):
-        return {
-            "from_logits": self.from_logits,
-            "epsilon": self.epsilon,
-            "reduction": self.reduction,
-            "name": self.name,
-        }
-
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class SoftIoULoss(keras.losses.Loss):
+class SoftIoULoss(_SoftMaskLoss):
     """Differentiable IoU loss, ``1 - (A_int + eps) / (A_union + eps)`` per sample.
 
     The areas are those of :func:`soft_areas`, on ``y = sigmoid(logits)`` and labels y';
@@ -329,24 +337,12 @@ class SoftIoULoss(keras.losses.Loss):
         reduction: str | None = "sum_over_batch_size",
         name: str = "soft_iou_loss",
     ):
-        if not epsilon > 0:
-            raise UserInputError(f"SoftIoULoss epsilon must be > 0, got {epsilon!r}; use e.g. 1e-6")
-        super().__init__(name=name, reduction=reduction, dtype=_COMPUTE_DTYPE)
-        self.from_logits = bool(from_logits)
-        self.epsilon = float(epsilon)
+        super().__init__(from_logits, epsilon, reduction, name, example_epsilon="1e-6")
 
     def call(self, y_true, y_pred):
         """Per-sample ``1 - IoU`` [B] float32 of [B, H, W(, 1)] labels and outputs."""
         y_true, _, y_prob = _mask_inputs(y_true, y_pred, self.from_logits)
         return 1.0 - soft_iou(y_true, y_prob, self.epsilon)
-
-    def get_config(self):
-        return {
-            "from_logits": self.from_logits,
-            "epsilon": self.epsilon,
-            "reduction": self.reduction,
-            "name": self.name,
-        }
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

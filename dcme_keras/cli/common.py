@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 from absl import app, flags, logging
 
@@ -61,6 +64,27 @@ def define_once(define: Callable[[], None]) -> Callable[[], None]:
         define()
 
     return define_flags
+
+
+def train_main(argv: list[str], command: str, config_from_flags: Callable[[], Any],
+               train: Callable[[Any], Any], written: str) -> None:
+    """The body of ``dcme-keras <command>``: train as the flags say, then say where.
+
+    Args:
+      argv: absl's remaining arguments; anything after the program name is refused.
+      command: the command's words, e.g. ``"train dcme"``, for the error message.
+      config_from_flags: builds the run's config from the parsed flags.
+      train: runs (or resumes) training on that config; returns a Keras ``History``.
+      written: what ``model_dir`` receives, e.g. ``"best.keras, last.keras"``.
+    """
+    if len(argv) > 1:
+        raise UserInputError(f"unexpected argument(s) {argv[1:]}; {command} takes only "
+                             "--flags")
+    config = config_from_flags()
+    history = train(config)
+    model_dir = os.fspath(Path(config.model_dir).expanduser())
+    ran = f"epochs {history.epoch[0]}..{history.epoch[-1]}" if history.epoch else "no epoch"
+    print(f"ran {ran} of {config.epochs}; {model_dir}: {written}")
 
 
 def parse_hw(text: str) -> tuple[int, int]:

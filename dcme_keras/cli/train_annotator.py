@@ -25,14 +25,10 @@ network, its input encoding: ``point_radius``, ``margin``, ``size``, ``points``,
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from absl import flags
 
 from dcme_keras.classes import ANNOTATOR_CLASSES
-from dcme_keras.cli.common import define_once
-from dcme_keras.errors import UserInputError
+from dcme_keras.cli.common import define_once, train_main
 from dcme_keras.models.annotator import LOSSES
 from dcme_keras.train_annotator import TrainConfig, train
 from dcme_keras.training import LOSS_CURVES_FILE
@@ -119,12 +115,6 @@ def config_from_flags() -> TrainConfig:
 
 def main(argv: list[str]) -> None:
     """Trains and prints where the checkpoints are."""
-    if len(argv) > 1:
-        raise UserInputError(f"unexpected argument(s) {argv[1:]}; train annotator takes only "
-                             "--flags")
-    config = config_from_flags()
-    history = train(config)
-    model_dir = Path(config.model_dir).expanduser()
-    ran = f"epochs {history.epoch[0]}..{history.epoch[-1]}" if history.epoch else "no epoch"
-    print(f"ran {ran} of {config.epochs}; {os.fspath(model_dir)}: best.keras (by val_aiou), "
-          f"last.keras, config.json, history.csv, {LOSS_CURVES_FILE}, tensorboard/")
+    train_main(argv, "train annotator", config_from_flags, train,
+               f"best.keras (by val_aiou), last.keras, config.json, history.csv, "
+               f"{LOSS_CURVES_FILE}, tensorboard/")

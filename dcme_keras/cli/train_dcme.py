@@ -39,12 +39,9 @@ averaged over the pixels that count; ``--foreground_weight`` weights it in the t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from absl import flags
 
-from dcme_keras.cli.common import define_once, parse_hw
-from dcme_keras.errors import UserInputError
+from dcme_keras.cli.common import define_once, parse_hw, train_main
 from dcme_keras.train_dcme import SCHEDULES, TrainConfig, train
 from dcme_keras.training import LOSS_CURVES_FILE
 
@@ -130,12 +127,5 @@ def config_from_flags() -> TrainConfig:
 
 def main(argv: list[str]) -> None:
     """Trains and prints where the checkpoints are."""
-    if len(argv) > 1:
-        raise UserInputError(f"unexpected argument(s) {argv[1:]}; train dcme takes only "
-                             "--flags")
-    config = config_from_flags()
-    history = train(config)
-    model_dir = Path(config.model_dir).expanduser()
-    ran = f"epochs {history.epoch[0]}..{history.epoch[-1]}" if history.epoch else "no epoch"
-    print(f"ran {ran} of {config.epochs}; {model_dir}: best.keras, last.keras, history.csv, "
-          f"{LOSS_CURVES_FILE}, tensorboard/")
+    train_main(argv, "train dcme", config_from_flags, train,
+               f"best.keras, last.keras, history.csv, {LOSS_CURVES_FILE}, tensorboard/")

@@ -16,7 +16,8 @@ trucks and buses sized by perspective, occluding each other, plus a car-group re
 and the real Cityscapes layouts in ``--real_dir`` (nearest-downscaled gtFine instanceIds;
 research-only data, read in place), when that folder exists. With ``--model`` and
 ``--data``, the DCME outputs of a trained ``.keras`` network on the val frames of a
-Cityscapes-layout folder are decoded too (``trained`` row).
+Cityscapes-layout folder are decoded too (``trained`` row, at the network's resolution,
+within its foreground head's mask when it has one, as inference decodes).
 
 For each (layout, field) it prints recall at IoU 0.5 of the ground-truth instances of
 >= 100 px (best-IoU match), the extra instances per such object (decoded instances that
@@ -151,8 +152,10 @@ def real_layouts(real_dir: Path) -> list[np.ndarray]:
     return layouts
 
 
-def trained_fields(model_path: str, data_root: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(gt ids [h, w], predicted dcme [h, w, 2]) of a trained network on val frames."""
+def trained_fields(model_path: str, data_root: Path
+                   ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """(gt ids [h, w], predicted dcme [h, w, 2], foreground [h, w] bool or None) of a
+    trained network on val frames; the mask is its foreground head's, when it has one."""
     from dcme_keras import evaluation, inference, keys  # the TF stack only for this row
     from dcme_keras.saving import load_model
     from dcme_keras.fileio import read_rgb
@@ -163,18 +166,21 @@ def trained_fields(model_path: str, data_root: Path) -> list[tuple[np.ndarray, n
         out = inference.model_outputs(model, [read_rgb(evaluation.image_path(gt_file))])[0]
         dcme = out[keys.DCME]
         ids = inference.resize_nearest(evaluation.read_instance_ids(gt_file), dcme.shape[:2])
-        pairs.append((ids, dcme))
+        foreground = (inference.foreground_mask(out[keys.FOREGROUND], dcme.shape[:2])
+                      if keys.FOREGROUND in out else None)
+        pairs.append((ids, dcme, foreground))
     return pairs
 
 
 def measure(fields, repeats: int) -> tuple[float, float, float, float, int]:
     """Recall@0.5, extras per object, median thread-CPU ms, median wall ms, objects."""
     recalled, extra, cpu, wall = [], 0, [], []
-    for ids, dcme in fields:
-        decode_dcme(dcme)  # warm-up: first-call allocations
+    for ids, dcme, *mask in fields:
+        foreground = mask[0] if mask else None  # a trained network's foreground head
+        decode_dcme(dcme, foreground=foreground)  # warm-up: first-call allocations
         for _ in range(repeats):
             start, start_cpu = time.perf_counter(), time.thread_time()
-            instance_map, _ = decode_dcme(dcme)
+            instance_map, _ = decode_dcme(dcme, foreground=foreground)
             wall.append(1e3 * (time.perf_counter() - start))
             cpu.append(1e3 * (time.thread_time() - start_cpu))
         best = recovery(ids, instance_map)

@@ -490,11 +490,11 @@ def test_within_a_mask_shrunk_vectors_still_give_whole_objects():
 
 
 def test_a_mask_component_without_a_center_becomes_an_instance_if_large_enough():
-    # Zero vectors: every vote lands on its own pixel. The box's 5x5 windows hold 25 votes
-    # (a peak); a 1-px line holds at most 5 per window, the 3x3 square 9: no peak.
+    # Zero vectors: every vote lands on its own pixel, so no 5x5 window of the line or
+    # the square gathers the 10 votes of a peak (5 and 9); the box's do (25).
     ids = np.zeros((32, 64), np.int32)
     ids[4:14, 4:24] = 26000  # 200 px
-    ids[20, 10:40] = 24000  # 30 px >= min_foreground_votes = 10: an instance of its own
+    ids[20, 10:40] = 24000  # 30 px >= MIN_COMPONENT_PIXELS = 10: an instance of its own
     ids[26:29, 50:53] = 25000  # 9 px < 10: background
     dcme = np.zeros((32, 64, 2), np.float32)
     instance_map, centers, evidence = decode_dcme(dcme, foreground=ids >= 1000,
@@ -502,10 +502,18 @@ def test_a_mask_component_without_a_center_becomes_an_instance_if_large_enough()
     expected = np.where(ids == 26000, 1, np.where(ids == 24000, 2, 0))
     assert np.array_equal(instance_map, expected)
     np.testing.assert_allclose(centers, [[8.5, 13.5], [20.0, 24.5]])
-    # The line's evidence is its votes within max_vote_distance = 4 px of its mean: 8.
+    # The box's evidence is its peak window's 25 votes; the line's, as a component of
+    # its own, its votes within max_vote_distance = 4 px of its mean vote.
     assert evidence.tolist() == [25.0, 8.0]
     off, _ = decode_dcme(dcme, foreground=ids >= 1000, join_foreground=False)
     assert off.max() == 1  # without joining, the line is background
+
+    # With peaks at 35 votes, the box too comes back as a component.
+    high, _, high_evidence = decode_dcme(dcme, foreground=ids >= 1000,
+                                         min_foreground_votes=35, return_evidence=True)
+    assert np.array_equal(high, expected)
+    rows, cols = np.nonzero(ids == 26000)
+    assert high_evidence[0] == np.sum(np.hypot(rows - 8.5, cols - 13.5) <= 4.0)
 
 
 def test_exact_split_instance_within_its_mask_stays_one_instance():

@@ -694,7 +694,11 @@ def decode_dcme(dcme, *, foreground=None, min_magnitude: float = 0.5,
       Vector errors grow with the vector, so a large object's votes spread into a plateau
       with several maxima: strongest first, a peak absorbs each weaker peak closer than
       ``max_vote_distance + max_vote_distance_rel * (mean vote length of the weaker
-      one)``. A vote then goes to the nearest peak (Voronoi partition of the grid by
+      one)``, and each weaker peak within ``max_vote_distance + min(SADDLE_REACH * mean
+      vote length, SADDLE_MAX)`` whose segment to it never drops below ``SADDLE_RATIO``
+      of the lower peak in the blurred vote map (one blob: shrunk vectors spread an
+      object's votes into a shrunk copy of it; two objects' votes keep a gap). A vote
+      then goes to the nearest peak (Voronoi partition of the grid by
       ``cv2.distanceTransformWithLabels`` on 2x2-cell blocks, whose borders are thus good
       to about a pixel) if it lies within ``max_vote_distance + max_vote_distance_rel *
       |vector|`` of the peak's center; its pixel is background otherwise. Pixels whose

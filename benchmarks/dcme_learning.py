@@ -26,7 +26,7 @@ A preset name ending in ``+fg`` trains that preset with the foreground head (bey
 the paper), for the ablation against the pure DCME head at the same budget.
 
 Usage:
-  python benchmarks/dcme_learning.py --minutes 20 --presets tiny,tiny+fg --threads 2
+  python benchmarks/dcme_learning.py --minutes 20 --presets cpu,cpu+fg --threads 2
   python benchmarks/dcme_learning.py --minutes 2 --eval_minutes 1 --frames 12 --noap
 """
 
@@ -44,7 +44,7 @@ def _parse_args() -> argparse.Namespace:
                         help="training time per preset, measurements not counted [minutes]")
     parser.add_argument("--eval_minutes", type=float, default=5.0,
                         help="measure every this many minutes of training")
-    parser.add_argument("--presets", default="tiny,tiny+fg",
+    parser.add_argument("--presets", default="cpu,cpu+fg",
                         help="comma-separated model presets (models/deeplab_dcme.py); "
                              "a +fg suffix adds the foreground head")
     parser.add_argument("--frames", type=int, default=60, help="synthetic frames, 25%% val")

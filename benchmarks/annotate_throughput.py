@@ -82,6 +82,10 @@ def main() -> None:
     args = parser.parse_args()
 
     photos = requests_of(args.cityscapes_root, args.split, args.min_area)
+    if not photos:
+        parser.error(f"no object of >= {args.min_area:g} px in split {args.split!r} of "
+                     f"{args.cityscapes_root}; pass the split its gtFine/ holds "
+                     "(e.g. --split train)")
     entries = [dict(entry) for _ in range(args.repeat) for entry in photos]
     n_objects = sum(len(e["objects"]) for e in entries)
     print(f"{len(entries)} images, {n_objects} objects (x{args.repeat} repeats of "

@@ -576,10 +576,9 @@ def _join_foreground(dcme, foreground, instance_map, evidence, min_pixels,
                                                  per_component)
         table = np.zeros((len(per_component), max(per_component.max(), 1)), np.int64)
         table[pair_component, rank] = pair_id
-        mean_y = np.bincount(flat, vote_y.ravel(), num_instances + 1) / np.maximum(
-            np.bincount(flat, minlength=num_instances + 1), 1)
-        mean_x = np.bincount(flat, vote_x.ravel(), num_instances + 1) / np.maximum(
-            np.bincount(flat, minlength=num_instances + 1), 1)
+        pixels_per_id = np.maximum(np.bincount(flat, minlength=num_instances + 1), 1)
+        mean_y = np.bincount(flat, vote_y.ravel(), num_instances + 1) / pixels_per_id
+        mean_x = np.bincount(flat, vote_x.ravel(), num_instances + 1) / pixels_per_id
         candidates = table[component.take(left)]  # [M, most] ids, 0 = none
         miss = np.hypot(vote_y.ravel().take(left)[:, None] - mean_y[candidates],
                         vote_x.ravel().take(left)[:, None] - mean_x[candidates])

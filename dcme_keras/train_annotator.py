@@ -59,6 +59,8 @@ class TrainConfig(training.RunConfig):
       max_rotation_deg: largest augmentation rotation [degrees].
       photometric: camera-like degradations of the train crops (colour, shadow, blur,
         noise, JPEG, resolution; ``pipelines.photometric_np``).
+      clutter: same-class neighbours around half of the train objects, beside, behind or
+        in front (``pipelines.clutter_window_np``).
       precise_bn_batches: before each validation, BatchNorm statistics are recomputed
         with the current weights over this many unaugmented train batches
         (``training.precise_batch_norm``); 0 keeps Keras' moving averages, which lag
@@ -89,6 +91,7 @@ class TrainConfig(training.RunConfig):
     jitter_px: int = 0
     max_rotation_deg: float = 15.0
     photometric: bool = False
+    clutter: bool = False
     precise_bn_batches: int = 8
     strategy: str = "default"
     mixed_precision: bool = False
@@ -183,6 +186,7 @@ def train(config: TrainConfig):
         train_ds = pipelines.annotator_dataset(
             "train", jitter_px=config.jitter_px, augment=True,
             max_rotation_deg=config.max_rotation_deg, photometric=config.photometric,
+            clutter=config.clutter,
             seed=config.seed + training.finished_epochs(model_dir), **common)
         if config.steps_per_epoch is not None:
             train_ds = train_ds.repeat()

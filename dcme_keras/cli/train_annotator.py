@@ -81,6 +81,9 @@ def define_flags() -> None:
                        "objects in degrees", lower_bound=0.0)
     flags.DEFINE_bool("photometric", False, "degrade the train crops like a real camera: "
                       "colour cast, shadow, blur, noise, JPEG, lower resolution")
+    flags.DEFINE_bool("clutter", False, "put recoloured same-class copies beside, behind "
+                      "or in front of half of the train objects, so the points must tell "
+                      "which one is meant")
     flags.DEFINE_integer("precise_bn_batches", 8, "recompute BatchNorm statistics with the "
                          "current weights over this many train batches before each "
                          "validation; 0 keeps the moving averages", lower_bound=0)
@@ -108,7 +111,7 @@ def config_from_flags() -> TrainConfig:
         validation_steps=f.validation_steps, learning_rate=f.learning_rate,
         patience=f.patience or None, min_area=f.min_area, jitter_px=f.jitter_px,
         max_rotation_deg=f.max_rotation_deg, photometric=f.photometric,
-        precise_bn_batches=f.precise_bn_batches,
+        clutter=f.clutter, precise_bn_batches=f.precise_bn_batches,
         strategy=f.strategy, mixed_precision=f.mixed_precision, cache=cache, seed=f.seed,
         verbose=1 if f.progress else 2)
 

@@ -15,7 +15,8 @@ computation for any (image, instance ids) pair, for users with their own data.
 **Extreme-points crops** (paper 003), :func:`annotator_dataset`::
 
     decode -> object regions (NumPy: one full-resolution window per object) -> cache
-           -> shuffle -> augment + extreme points + crop (NumPy) -> batch -> prefetch
+           -> shuffle -> augment + clutter + extreme points + crop + degrade (NumPy)
+           -> batch -> prefetch
 
 One example per object of the chosen classes that is not a group and covers at least
 ``min_area`` source pixels. The maths is NumPy (:func:`object_regions_np`,
@@ -87,6 +88,7 @@ __all__ = [
     "annotator_examples_np",
     "augment_window",
     "cityscapes_frames",
+    "clutter_window_np",
     "dcme_dataset",
     "dcme_targets",
     "dcme_weights",
@@ -617,6 +619,57 @@ def augment_window(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
     return image, mask
 
 
+def clutter_window_np(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Put recoloured copies of the object beside it, behind it or in front of it.
+
+    Real crops seldom hold one object on a clean background: parked cars touch and hide
+    each other, people stand in groups. Here one copy (two with p = 0.4) of the object's
+    own pixels, flipped (p = 1/2), scaled by 0.8-1.25 and recoloured (per-channel gain
+    0.55-1.45, brightness 0.6-1.3), is moved by 0.3-1.0 of the object's box width sideways
+    and up to 0.25 of its height vertically. With p = 0.35 the copy stands in front, and
+    the object loses the pixels it covers, if at least half of them stay visible;
+    otherwise it stands behind and shows only around the object. Because a copy has the
+    object's shape and class, only the extreme points tell which one is meant.
+
+    Args:
+      image: [h, w, 3] uint8 RGB window.
+      mask: [h, w] bool, the object's pixels, not empty.
+      rng: the randomness.
+
+    Returns:
+      image: [h, w, 3] uint8; mask: [h, w] bool, the object's still visible pixels.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    box_w, box_h = cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1
+    center = ((cols[0] + cols[-1]) / 2.0, (rows[0] + rows[-1]) / 2.0)
+    size = (image.shape[1], image.shape[0])
+    out_image, out_mask = image.copy(), mask.copy()
+    area = np.count_nonzero(mask)
+    for _ in range(1 + int(rng.random() < 0.4)):
+        flip = rng.random() < 0.5
+        scale = rng.uniform(0.8, 1.25)
+        shift = (rng.choice((-1.0, 1.0)) * rng.uniform(0.3, 1.0) * box_w,
+                 rng.uniform(-0.25, 0.25) * box_h)
+        matrix = cv2.getRotationMatrix2D(center, 0.0, scale)
+        if flip:  # mirror about the box centre: x -> 2 cx - x, before scaling
+            matrix[:, 0] *= -1.0
+            matrix[0, 2] += 2.0 * center[0] * scale
+        matrix[:, 2] += shift
+        copy = cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        copy_mask = cv2.warpAffine(mask.astype(np.float32), matrix, size,
+                                   flags=cv2.INTER_LINEAR) >= 0.5
+        copy = np.clip(copy * rng.uniform(0.55, 1.45, 3) * rng.uniform(0.6, 1.3), 0, 255)
+        visible = out_mask & ~copy_mask
+        if rng.random() < 0.35 and np.count_nonzero(visible) >= max(2, 0.5 * area):
+            paste, out_mask = copy_mask, visible
+        else:
+            paste = copy_mask & ~out_mask
+        out_image[paste] = copy[paste].astype(np.uint8)
+    return out_image, out_mask
+
+
 def _jitter(points: np.ndarray, jitter_px: int, hw: tuple[int, int],
             rng: np.random.Generator) -> np.ndarray:
     """Move each click by up to ``jitter_px`` per axis, staying inside the image."""
@@ -697,7 +750,8 @@ def object_example_np(image: np.ndarray, mask: np.ndarray, *,
                       max_rotation_deg: float = DEFAULT_MAX_ROTATION_DEG,
                       jitter_px: int = 0, size: int = DEFAULT_SIZE,
                       radius: int = DEFAULT_RADIUS, margin: float = DEFAULT_MARGIN,
-                      points: bool = True, photometric: bool = False
+                      points: bool = True, photometric: bool = False,
+                      clutter: bool = False
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One annotator example: augment the window, click its extreme points, crop.
 
@@ -720,6 +774,9 @@ def object_example_np(image: np.ndarray, mask: np.ndarray, *,
       points: add the point channel (False: the RGB-only baseline).
       photometric: degrade the crop's RGB like a real camera (:func:`photometric_np`),
         after the points are drawn, with ``rng``.
+      clutter: with probability 1/2, same-class neighbours beside, behind or in front of
+        the object (:func:`clutter_window_np`), after the augmentation and before the
+        points are taken, with ``rng``.
 
     Returns:
       inputs: [S, S, 4] (or [S, S, 3]) float32, RGB / 255 then the point channel.
@@ -728,14 +785,16 @@ def object_example_np(image: np.ndarray, mask: np.ndarray, *,
         the input was drawn from.
     """
     mask = np.asarray(mask, bool)
-    if (augment or jitter_px or photometric) and rng is None:
-        raise UserInputError("augment, jitter and photometric need a random generator; pass "
-                             "rng=np.random.default_rng(seed)")
+    if (augment or jitter_px or photometric or clutter) and rng is None:
+        raise UserInputError("augment, jitter, photometric and clutter need a random "
+                             "generator; pass rng=np.random.default_rng(seed)")
     if augment:
         aug_image, aug_mask = augment_window(image, mask, rng, max_rotation_deg)
         # A thin object can rotate down to one pixel; keep it as it was then.
         if np.count_nonzero(aug_mask) >= 2:
             image, mask = aug_image, aug_mask
+    if clutter and rng.random() < 0.5:
+        image, mask = clutter_window_np(image, mask, rng)
     clicks = extreme_points(mask)
     if jitter_px:
         clicks = _jitter(clicks, int(jitter_px), mask.shape, rng)
@@ -905,8 +964,8 @@ def annotator_dataset(split: str, *, data_dir: str | os.PathLike, config: str | 
                       radius: int = DEFAULT_RADIUS, size: int = DEFAULT_SIZE,
                       jitter_px: int = 0, augment: bool | None = None,
                       max_rotation_deg: float = DEFAULT_MAX_ROTATION_DEG, points: bool = True,
-                      photometric: bool = False, batch_size: int = 32,
-                      shuffle: bool | None = None,
+                      photometric: bool = False, clutter: bool = False,
+                      batch_size: int = 32, shuffle: bool | None = None,
                       shuffle_buffer: int = 1024, cache: str | os.PathLike | None = None,
                       drop_remainder: bool | None = None, seed: int | None = None
                       ) -> tf.data.Dataset:
@@ -938,6 +997,8 @@ def annotator_dataset(split: str, *, data_dir: str | os.PathLike, config: str | 
       points: add the point channel; False gives the 3-channel RGB-only baseline.
       photometric: camera-like degradations of each crop (:func:`photometric_np`:
         resolution, colour, shadow, blur, noise, JPEG), drawn like the augmentation.
+      clutter: same-class neighbours around half of the objects
+        (:func:`clutter_window_np`), drawn like the augmentation.
       batch_size: examples per batch (the paper trains with 32).
       shuffle: shuffle files and examples; default: for a ``train`` split.
       shuffle_buffer: examples in the shuffle buffer (a frame gives tens of examples in
@@ -975,7 +1036,7 @@ def annotator_dataset(split: str, *, data_dir: str | os.PathLike, config: str | 
                          jitter_px=jitter_px, max_rotation_deg=rotation)
     example_kwargs = dict(augment=augment, max_rotation_deg=rotation, jitter_px=jitter_px,
                           size=size, radius=radius, margin=margin, points=bool(points),
-                          photometric=bool(photometric))
+                          photometric=bool(photometric), clutter=bool(clutter))
 
     def frame_regions(frame):
         return _frame_regions_tf(frame, region_kwargs)
@@ -993,7 +1054,7 @@ def annotator_dataset(split: str, *, data_dir: str | os.PathLike, config: str | 
             _check_int(shuffle_buffer, "shuffle_buffer", 1, 1024), seed=seed,
             reshuffle_each_iteration=True)
     # Without augmentation, jitter and degradations nothing is drawn: a constant seed serves.
-    seeds = (_seeds(seed) if augment or jitter_px or photometric
+    seeds = (_seeds(seed) if augment or jitter_px or photometric or clutter
              else tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).repeat())
     examples = _map(tf.data.Dataset.zip(regions, seeds), example)
     return examples.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

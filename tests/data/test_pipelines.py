@@ -514,3 +514,43 @@ def test_photometric_degrades_the_rgb_and_leaves_points_and_target_exact():
 def test_photometric_needs_a_random_generator():
     with pytest.raises(UserInputError, match="random generator"):
         pipelines.object_example_np(*_window(), photometric=True)
+
+
+def test_clutter_adds_same_shaped_neighbours_and_keeps_what_stays_visible():
+    image, mask = _window()
+    behind = in_front = 0
+    for seed in range(24):
+        out_image, out_mask = pipelines.clutter_window_np(image, mask, np.random.default_rng(seed))
+        again_image, again_mask = pipelines.clutter_window_np(
+            image, mask, np.random.default_rng(seed))
+        np.testing.assert_array_equal(out_image, again_image)  # the seed decides every draw
+        np.testing.assert_array_equal(out_mask, again_mask)
+        assert out_image.shape == image.shape and out_image.dtype == np.uint8
+        # The object only loses pixels, keeps at least half, and what stays is untouched.
+        assert not (out_mask & ~mask).any()
+        assert np.count_nonzero(out_mask) >= 0.5 * np.count_nonzero(mask)
+        np.testing.assert_array_equal(out_image[out_mask], image[out_mask])
+        in_front += int(np.count_nonzero(out_mask) < np.count_nonzero(mask))
+        behind += int((out_image[~mask] != image[~mask]).any())
+    # Both placements happen: copies beside or behind the object, and copies hiding part
+    # of it.
+    assert behind >= 8 and in_front >= 3
+
+
+def test_clutter_moves_the_points_to_the_visible_object():
+    image, mask = _window()
+    cluttered = 0
+    for seed in range(12):
+        x, y, clicks = pipelines.object_example_np(
+            image, mask, rng=np.random.default_rng(seed), clutter=True, size=64)
+        # The same draws by hand: half of the objects get neighbours, then the points.
+        rng = np.random.default_rng(seed)
+        visible = mask
+        if rng.random() < 0.5:
+            cluttered += 1
+            _, visible = pipelines.clutter_window_np(image, mask, rng)
+        np.testing.assert_array_equal(clicks, extreme_points(visible))
+        assert x.shape == (64, 64, 4) and y.shape == (64, 64, 1) and y.sum() > 0
+    assert 0 < cluttered < 12
+    with pytest.raises(UserInputError, match="random generator"):
+        pipelines.object_example_np(image, mask, clutter=True)

@@ -53,6 +53,8 @@ from dcme_keras.runtime import ExtremePointsAnnotator, sigmoid
 #: Smallest object [full-resolution pixels] scored in a folder of real photos: objects a
 #: person would annotate with 4 clicks (issue 11's measurement on real Cityscapes).
 REAL_MIN_AREA = 400.0
+#: Probability thresholds :func:`calibrate_threshold` tries.
+THRESHOLD_CANDIDATES: tuple[float, ...] = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 
 
 def iter_objects(data_dir: str | os.PathLike, *, split: str = "validation",
@@ -191,6 +193,7 @@ def evaluate_annotator(annotator: ExtremePointsAnnotator,
                        min_area: float | None = None, dataset_config: str | None = None,
                        batch_size: int = 32, max_frames: int | None = None,
                        max_px: int = 10, jitter_sigma_px: float = 0.0, seed: int = 0,
+                       thresholds: Sequence[float] = (),
                        progress: bool = True) -> dict[str, Any]:
     """Mask quality of an annotator, beside the quadrilateral of its 4 points.
 
@@ -223,12 +226,15 @@ def evaluate_annotator(annotator: ExtremePointsAnnotator,
       jitter_sigma_px: clicks move by a rounded Gaussian of this sigma per axis [source
         pixels] (:func:`jitter_clicks`), for network and baseline alike; 0 = exact.
       seed: seed of the jitter.
+      thresholds: also score the full-resolution network masks at each of these
+        probability thresholds (:func:`calibrate_threshold`).
       progress: show a progress bar.
 
     Returns:
       ``{"instances": N, "instances_per_class": {name: n}, "crop": scores, "full":
       scores, "baseline": {"crop": scores, "full": scores}, "jitter_sigma_px": float,
-      "border_error": {"mean" [px], "histogram" [share per bin], "bin_px"}}``, scores
+      "border_error": {"mean" [px], "histogram" [share per bin], "bin_px"}}``, plus
+      ``"full_by_threshold": {threshold: scores}`` when ``thresholds`` are given; scores
       as :func:`iou_scores` returns them; the border error is the paper's, at the
       network's resolution (objects whose mask vanishes there have no boundary and are
       left out of it).
@@ -261,6 +267,10 @@ def evaluate_annotator(annotator: ExtremePointsAnnotator,
     labels: list[str] = []
     counts = {(who, scale): ([], []) for who in ("network", "baseline")
               for scale in ("crop", "full")}
+    thresholds = [float(t) for t in thresholds]
+    if not all(0.0 < t < 1.0 for t in thresholds):
+        raise UserInputError(f"thresholds {thresholds} must lie in (0, 1), e.g. 0.3,0.5")
+    counts.update({("network", t): ([], []) for t in thresholds})
     # Bit-packed (prediction, ground truth) crops for the border error: 4 kB per object
     # instead of 32 kB, so a Cityscapes-sized validation set stays small in memory.
     crop_pairs: list[tuple[np.ndarray, np.ndarray]] = []
@@ -282,6 +292,8 @@ def evaluate_annotator(annotator: ExtremePointsAnnotator,
             count("baseline", "crop", ep.crop_and_resize(quad, clicks, size, margin)[0]
                   >= 0.5, target)
             count("baseline", "full", quad, mask)
+            for t in thresholds:
+                count("network", t, ep.paste_back(prob, box, window.shape[:2], t), mask)
             if target.any():  # a mask that vanishes at S x S has no boundary to measure
                 crop_pairs.append((np.packbits(pred), np.packbits(target)))
             labels.append(label)
@@ -318,7 +330,10 @@ def evaluate_annotator(annotator: ExtremePointsAnnotator,
     def scores(who, scale):
         return iou_scores(*counts[who, scale], labels, batch_size=batch_size)
 
+    by_threshold = ({"full_by_threshold": {t: scores("network", t) for t in thresholds}}
+                    if thresholds else {})
     return {
+        **by_threshold,
         "instances": len(labels),
         "instances_per_class": {n: labels.count(n) for n in dict.fromkeys(labels)},
         "crop": scores("network", "crop"),
@@ -328,6 +343,36 @@ def evaluate_annotator(annotator: ExtremePointsAnnotator,
         "border_error": {"mean": border.mean, "histogram": border.histogram.tolist(),
                          "bin_px": border.bin_px.tolist()},
     }
+
+
+def calibrate_threshold(annotator: ExtremePointsAnnotator, data_dir: str | os.PathLike, *,
+                        split: str = "validation",
+                        candidates: Sequence[float] = THRESHOLD_CANDIDATES,
+                        max_frames: int | None = None, progress: bool = True
+                        ) -> dict[str, Any]:
+    """The mask threshold with the best full-resolution aIoU on a split's objects.
+
+    A network trained with a soft loss need not be calibrated at 0.5; the bundled
+    annotator's sidecar records the threshold this picks on synthetic validation objects
+    (``runtime.ExtremePointsAnnotator`` reads it).
+
+    Args:
+      annotator: the annotator to calibrate; its own threshold is not used.
+      data_dir: TFDS data dir holding ``cityscapes_instances``.
+      split: the split whose objects decide.
+      candidates: thresholds to try, each in (0, 1).
+      max_frames: use the first frames only.
+      progress: show a progress bar.
+
+    Returns:
+      ``{"threshold": best, "aIoU": {candidate: full-resolution aIoU in [0, 1]},
+      "instances": N, "split": split}``.
+    """
+    result = evaluate_annotator(annotator, data_dir, split=split, max_frames=max_frames,
+                                thresholds=candidates, progress=progress)
+    aiou = {t: scores["aIoU"] for t, scores in result["full_by_threshold"].items()}
+    return {"threshold": max(aiou, key=aiou.get), "aIoU": aiou,
+            "instances": result["instances"], "split": split}
 
 
 def _median_ms(fn, repeats: int, warmup: int = 2) -> float:

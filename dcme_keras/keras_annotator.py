@@ -81,7 +81,8 @@ class KerasAnnotator(ExtremePointsAnnotator):
       model: a ``.keras`` file from ``dcme-keras train annotator`` or a ``keras.Model``.
       config: the model's input encoding; default: the :data:`CONFIG_FILE` beside the
         file, else the package defaults (radius 3, margin 0.1) and the model's input shape.
-      threshold: probability from which a pixel is object.
+      threshold: probability from which a pixel is object; None: 0.5
+        (``runtime.DEFAULT_THRESHOLD``).
 
     Raises:
       UserInputError: for a file Keras cannot load or a model that is no annotator.
@@ -92,7 +93,7 @@ class KerasAnnotator(ExtremePointsAnnotator):
     """
 
     def __init__(self, model, *, config: AnnotatorConfig | None = None,
-                 threshold: float = 0.5):
+                 threshold: float | None = None):
         if isinstance(model, (str, os.PathLike)):
             path = Path(model).expanduser()
             config = config or read_config(config_path(path))
@@ -142,14 +143,15 @@ def inspect_model(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def open_annotator(path: str | os.PathLike, *, num_threads: int = 1,
-                   threshold: float = 0.5) -> ExtremePointsAnnotator:
+                   threshold: float | None = None) -> ExtremePointsAnnotator:
     """An annotator from a ``.keras`` (Keras, TensorFlow) or ``.tflite`` (LiteRT) file.
 
     Args:
       path: the model file.
       num_threads: LiteRT interpreter threads (``.tflite`` only; TensorFlow sizes its
         own pool).
-      threshold: probability from which a pixel is object.
+      threshold: probability from which a pixel is object; None: the ``.tflite``
+        sidecar's calibrated one, else 0.5.
 
     Raises:
       UserInputError: see :func:`inspect_model`.

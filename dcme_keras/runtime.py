@@ -34,6 +34,8 @@ METADATA_FORMAT = "dcme-keras-tflite/1"
 #: The annotator the package ships (int8, with its sidecar ``.json``), trained on synthetic
 #: Cityscapes by ``tools/bundled_annotator.py``; the sidecar's ``provenance`` says how.
 BUNDLED_ANNOTATOR = Path(__file__).resolve().parent / "models_data" / "annotator_int8.tflite"
+#: Mask probability threshold of an annotator whose sidecar names none.
+DEFAULT_THRESHOLD = 0.5
 
 
 def metadata_path(tflite_path: str | Path) -> Path:
@@ -275,7 +277,9 @@ class ExtremePointsAnnotator:
         :class:`InferenceModel` of kind ``"annotator"``); None takes the one the package
         ships, :data:`BUNDLED_ANNOTATOR`.
       num_threads: interpreter threads (ignored for a model object).
-      threshold: probability above which a pixel is object.
+      threshold: probability from which a pixel is object; None takes the sidecar's
+        ``threshold`` (calibrated on validation objects, as the bundled model's is), else
+        :data:`DEFAULT_THRESHOLD`.
 
     Raises:
       UserInputError: for a model of another kind or with another signature than
@@ -288,7 +292,7 @@ class ExtremePointsAnnotator:
     """
 
     def __init__(self, tflite: str | Path | InferenceModel | None = None, *,
-                 num_threads: int = 1, threshold: float = 0.5):
+                 num_threads: int = 1, threshold: float | None = None):
         if tflite is None:
             if not BUNDLED_ANNOTATOR.is_file():
                 raise UserInputError(f"the bundled annotator {BUNDLED_ANNOTATOR} is missing "
@@ -310,6 +314,11 @@ class ExtremePointsAnnotator:
         self.radius = int(meta.get("point_radius", ep.DEFAULT_RADIUS))
         self.margin = float(meta.get("margin", ep.DEFAULT_MARGIN))
         self.point_mode = meta.get("point_mode", "circle")
+        if threshold is None:
+            threshold = meta.get("threshold", DEFAULT_THRESHOLD)
+        if not 0.0 < float(threshold) < 1.0:
+            raise UserInputError(f"threshold {threshold!r} must be in (0, 1), e.g. "
+                                 f"{DEFAULT_THRESHOLD}")
         self.threshold = float(threshold)
 
     def _check_image(self, image: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ a model that learned nothing would match.
 """
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ import pytest
 from dcme_keras import runtime
 from dcme_keras.data.synthetic import rasterize, render_frame
 from dcme_keras.errors import UserInputError
-from dcme_keras.extreme_points import extreme_points, quadrilateral_mask
+from dcme_keras.extreme_points import extreme_points, paste_back, quadrilateral_mask
 
 MAX_BYTES = 5 * 1024 * 1024
 
@@ -82,3 +83,24 @@ def test_missing_bundled_model_is_a_user_error(monkeypatch, tmp_path):
     monkeypatch.setattr(runtime, "BUNDLED_ANNOTATOR", tmp_path / "none.tflite")
     with pytest.raises(UserInputError, match="bundled annotator .* is missing"):
         runtime.ExtremePointsAnnotator()
+
+
+def test_the_sidecar_threshold_is_the_default_and_an_argument_overrides_it(cars, tmp_path):
+    image, masks = cars
+    points = extreme_points(masks[0])
+    model = tmp_path / "annotator.tflite"
+    shutil.copyfile(runtime.BUNDLED_ANNOTATOR, model)
+    meta = runtime.load_metadata(runtime.BUNDLED_ANNOTATOR)
+    meta["threshold"] = 0.3
+    runtime.metadata_path(model).write_text(json.dumps(meta))
+    annotator = runtime.ExtremePointsAnnotator(model)
+    assert annotator.threshold == 0.3
+    prob, box = annotator.probability(image, points)
+    np.testing.assert_array_equal(annotator.segment(image, points),
+                                  paste_back(prob, box, image.shape[:2], 0.3))
+    assert runtime.ExtremePointsAnnotator(model, threshold=0.6).threshold == 0.6
+    del meta["threshold"]
+    runtime.metadata_path(model).write_text(json.dumps(meta))
+    assert runtime.ExtremePointsAnnotator(model).threshold == runtime.DEFAULT_THRESHOLD
+    with pytest.raises(UserInputError, match="threshold"):
+        runtime.ExtremePointsAnnotator(model, threshold=1.5)

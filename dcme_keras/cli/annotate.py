@@ -99,8 +99,9 @@ _OUT = flags.DEFINE_string(
 _TOLERANCE_PX = flags.DEFINE_float(
     "tolerance_px", 1.0, "polygon simplification tolerance in pixels; 0 keeps every boundary "
     "pixel", lower_bound=0.0)
-_THRESHOLD = flags.DEFINE_float("threshold", 0.5,
-                                "mask probability from which a pixel is object")
+_THRESHOLD = flags.DEFINE_float(
+    "threshold", None, "mask probability from which a pixel is object; default: the "
+    "threshold calibrated into the model's sidecar, else 0.5")
 _THREADS = flags.DEFINE_integer("threads", 1, "LiteRT interpreter threads for a .tflite model",
                                 lower_bound=1)
 _WORKERS = flags.DEFINE_integer(
@@ -405,7 +406,7 @@ def main(argv: list[str]) -> None:
     fmt = _FORMAT.value
     out_files = _output_files(requests, Path(_OUT.value).expanduser(), many, fmt)
     check_requests(requests, fmt)
-    if not 0.0 < _THRESHOLD.value < 1.0:
+    if _THRESHOLD.value is not None and not 0.0 < _THRESHOLD.value < 1.0:
         raise UserInputError(f"--threshold {_THRESHOLD.value} must be in (0, 1), e.g. 0.5")
     from dcme_keras.keras_annotator import inspect_model, open_annotator
     from dcme_keras.runtime import BUNDLED_ANNOTATOR

@@ -141,6 +141,26 @@ def test_evaluate_cli_prints_and_saves_the_tables(data_dir, trained, tmp_path):
     assert (tmp_path / "eval" / "tables.txt").read_text().startswith("annotator ")
 
 
+def test_calibrated_threshold_is_the_candidate_with_the_best_full_aiou(data_dir, trained):
+    from dcme_keras import evaluate_annotator
+
+    model_dir, *_ = trained
+    annotator = annotate.KerasAnnotator(model_dir / "best.keras")
+    candidates = (0.2, 0.5, 0.8)
+    calibration = evaluate_annotator.calibrate_threshold(
+        annotator, data_dir, candidates=candidates, progress=False)
+    assert set(calibration["aIoU"]) == set(candidates) and calibration["instances"] >= 1
+    assert calibration["aIoU"][calibration["threshold"]] == max(calibration["aIoU"].values())
+    # Each candidate's score is the plain evaluation at that threshold.
+    for t in candidates:
+        plain = evaluate_annotator.evaluate_annotator(
+            annotate.KerasAnnotator(model_dir / "best.keras", threshold=t), data_dir,
+            progress=False)
+        assert calibration["aIoU"][t] == pytest.approx(plain["full"]["aIoU"])
+    with pytest.raises(UserInputError, match="thresholds"):
+        evaluate_annotator.calibrate_threshold(annotator, data_dir, candidates=(1.5,))
+
+
 def test_evaluate_cli_refuses_a_text_file_as_model(data_dir, tmp_path):
     (tmp_path / "m.keras").write_text("no model")
     out = subprocess.run(

@@ -193,7 +193,7 @@ def evaluate_annotator(annotator: ExtremePointsAnnotator,
                        min_area: float | None = None, dataset_config: str | None = None,
                        batch_size: int = 32, max_frames: int | None = None,
                        max_px: int = 10, jitter_sigma_px: float = 0.0, seed: int = 0,
-                       thresholds: Sequence[float] = (),
+                       thresholds: Sequence[float] = (), clutter: bool = False,
                        progress: bool = True) -> dict[str, Any]:
     """Mask quality of an annotator, beside the quadrilateral of its 4 points.
 
@@ -228,11 +228,15 @@ def evaluate_annotator(annotator: ExtremePointsAnnotator,
       seed: seed of the jitter.
       thresholds: also score the full-resolution network masks at each of these
         probability thresholds (:func:`calibrate_threshold`).
+      clutter: give every object same-class neighbours beside, behind or in front
+        (``pipelines.clutter_window_np``, drawn with ``seed``) before its points are
+        taken: objects where the points alone say which one is meant.
       progress: show a progress bar.
 
     Returns:
       ``{"instances": N, "instances_per_class": {name: n}, "crop": scores, "full":
       scores, "baseline": {"crop": scores, "full": scores}, "jitter_sigma_px": float,
+      "clutter": bool,
       "border_error": {"mean" [px], "histogram" [share per bin], "bin_px"}}``, plus
       ``"full_by_threshold": {threshold: scores}`` when ``thresholds`` are given; scores
       as :func:`iou_scores` returns them; the border error is the paper's, at the
@@ -301,6 +305,10 @@ def evaluate_annotator(annotator: ExtremePointsAnnotator,
     batch = []
     for label, window, mask in tqdm(objects, desc=f"evaluating {split}", unit=" objects",
                                     disable=not progress):
+        if clutter:
+            from dcme_keras.data.pipelines import clutter_window_np
+
+            window, mask = clutter_window_np(window, mask, rng)
         clicks = jitter_clicks(ep.extreme_points(mask), jitter_sigma_px, mask.shape, rng)
         inputs = ep.make_input(window, clicks, size, annotator.radius, margin,
                                mode=annotator.point_mode)
@@ -340,6 +348,7 @@ def evaluate_annotator(annotator: ExtremePointsAnnotator,
         "full": scores("network", "full"),
         "baseline": {"crop": scores("baseline", "crop"), "full": scores("baseline", "full")},
         "jitter_sigma_px": float(jitter_sigma_px),
+        "clutter": bool(clutter),
         "border_error": {"mean": border.mean, "histogram": border.histogram.tolist(),
                          "bin_px": border.bin_px.tolist()},
     }
@@ -443,6 +452,9 @@ def format_tables(result: Mapping[str, Any], *, title: str | None = None) -> str
     if result.get("jitter_sigma_px"):
         lines.append(f"clicks jittered: Gaussian sigma {result['jitter_sigma_px']:g} px per "
                      "axis (source pixels)")
+    if result.get("clutter"):
+        lines.append("cluttered: every object has same-class neighbours beside, behind or in "
+                     "front")
     rows = [(f"network {size}x{size}", crop), ("full (pasted back)", full)]
     if base is not None:
         rows += [(f"quadrilateral {size}x{size}", base["crop"]),

@@ -70,7 +70,10 @@ def define_flags() -> None:
     flags.DEFINE_float("jitter_sigma_px", 0.0, "move each click by a rounded Gaussian of this "
                        "sigma per axis, in source pixels, as people click (0: exact extreme "
                        "points)", lower_bound=0.0)
-    flags.DEFINE_integer("seed", 0, "seed of the click jitter", lower_bound=0)
+    flags.DEFINE_bool("clutter", False, "give every object recoloured same-class copies "
+                      "beside, behind or in front of it before its points are taken, so the "
+                      "points alone say which one is meant")
+    flags.DEFINE_integer("seed", 0, "seed of the click jitter and the clutter", lower_bound=0)
     flags.DEFINE_integer("batch_size", 32, "objects per batch, for inference and for aIoU "
                          "(the paper: 32)", lower_bound=1)
     flags.DEFINE_integer("max_frames", None, "score only the first N frames", lower_bound=1)
@@ -143,7 +146,8 @@ def main(argv: list[str]) -> None:
         annotator, f.data_dir, cityscapes_root=f.cityscapes_root, split=split,
         classes=classes, min_area=f.min_area, dataset_config=f.config,
         batch_size=f.batch_size, max_frames=f.max_frames, max_px=f.max_px,
-        jitter_sigma_px=f.jitter_sigma_px, seed=f.seed, progress=f.progress)
+        jitter_sigma_px=f.jitter_sigma_px, clutter=f.clutter, seed=f.seed,
+        progress=f.progress)
     from dcme_keras.hardware import describe
 
     hardware = describe(f.threads or None)

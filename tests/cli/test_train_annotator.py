@@ -273,3 +273,20 @@ def test_jitter_clicks_stays_in_the_image_and_is_seeded(sigma):
         assert 1.5 < np.abs(stacked - points).mean() * np.sqrt(np.pi / 2) < 4.5
     else:
         assert (stacked == points).all()
+
+
+def test_cluttered_evaluation_changes_the_objects_not_their_count(data_dir, trained):
+    from dcme_keras import evaluate_annotator
+
+    model_dir, *_ = trained
+    annotator = annotate.KerasAnnotator(model_dir / "best.keras")
+    plain = evaluate_annotator.evaluate_annotator(annotator, data_dir, progress=False)
+    cluttered = evaluate_annotator.evaluate_annotator(annotator, data_dir, clutter=True,
+                                                      progress=False)
+    again = evaluate_annotator.evaluate_annotator(annotator, data_dir, clutter=True,
+                                                  progress=False)
+    assert cluttered["clutter"] and not plain["clutter"]
+    assert cluttered["instances"] == plain["instances"]
+    assert cluttered["baseline"] != plain["baseline"]  # other masks, other points
+    assert cluttered["full"] == again["full"]  # the seed decides the neighbours
+    assert "cluttered:" in evaluate_annotator.format_tables(cluttered)

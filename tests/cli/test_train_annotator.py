@@ -148,9 +148,14 @@ def test_calibrated_threshold_is_the_candidate_with_the_best_full_aiou(data_dir,
     annotator = annotate.KerasAnnotator(model_dir / "best.keras")
     candidates = (0.2, 0.5, 0.8)
     calibration = evaluate_annotator.calibrate_threshold(
-        annotator, data_dir, candidates=candidates, progress=False)
+        annotator, data_dir, candidates=candidates, tolerance=0.0, progress=False)
     assert set(calibration["aIoU"]) == set(candidates) and calibration["instances"] >= 1
-    assert calibration["aIoU"][calibration["threshold"]] == max(calibration["aIoU"].values())
+    best = max(calibration["aIoU"].values())
+    assert calibration["aIoU"][calibration["threshold"]] == best
+    # With a tolerance, the highest threshold that comes within it.
+    loose = evaluate_annotator.calibrate_threshold(
+        annotator, data_dir, candidates=candidates, tolerance=1.0, progress=False)
+    assert loose["threshold"] == 0.8 and loose["aIoU"] == calibration["aIoU"]
     # Each candidate's score is the plain evaluation at that threshold.
     for t in candidates:
         plain = evaluate_annotator.evaluate_annotator(

@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import os
 import statistics
 import time
@@ -57,7 +56,7 @@ REAL_MIN_AREA = 400.0
 #: Probability thresholds :func:`calibrate_threshold` tries: logits -6, -5.5, ..., 0, since
 #: networks trained with the average-distance loss under-segment at 0.5.
 THRESHOLD_CANDIDATES: tuple[float, ...] = tuple(
-    round(1.0 / (1.0 + math.exp(-0.5 * k)), 4) for k in range(-12, 1))
+    round(float(sigmoid(0.5 * k)), 4) for k in range(-12, 1))
 
 
 def iter_objects(data_dir: str | os.PathLike, *, split: str = "validation",
@@ -305,12 +304,12 @@ def evaluate_annotator(annotator: ExtremePointsAnnotator,
                 crop_pairs.append((np.packbits(pred), np.packbits(target)))
             labels.append(label)
 
+    if clutter:
+        from dcme_keras.data.pipelines import clutter_window_np
     batch = []
     for label, window, mask in tqdm(objects, desc=f"evaluating {split}", unit=" objects",
                                     disable=not progress):
         if clutter:
-            from dcme_keras.data.pipelines import clutter_window_np
-
             window, mask = clutter_window_np(window, mask, rng)
         clicks = jitter_clicks(ep.extreme_points(mask), jitter_sigma_px, mask.shape, rng)
         inputs = ep.make_input(window, clicks, size, annotator.radius, margin,

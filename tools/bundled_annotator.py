@@ -18,8 +18,9 @@ Stages, in order (a rerun skips finished ones; training resumes its last epoch):
 4. ``export``: full-int8 TFLite calibrated on the synthetic train frames, with the Keras
    parity check.
 5. Threshold calibration: the highest mask probability threshold within 0.5 points of
-   the best full-resolution aIoU on the synthetic val objects (``evaluate_annotator.calibrate_threshold``) goes
-   into the model's sidecar, where the runtime reads it.
+   the best full-resolution aIoU on the synthetic val objects
+   (``evaluate_annotator.calibrate_threshold``) goes into the model's sidecar, where the
+   runtime reads it.
 6. ``evaluate annotator`` of the int8 model on the synthetic val split, and on
    ``--realdata`` (a Cityscapes-layout folder of real photos) when given: network against
    the filled quadrilateral of the 4 points; both exact and with clicks jittered by
@@ -160,14 +161,17 @@ def main() -> None:
     calibration_file = work / "threshold.json"
     if not calibration_file.is_file():
         from dcme_keras.evaluate_annotator import calibrate_threshold
+        from dcme_keras.fileio import atomic_files
         from dcme_keras.runtime import ExtremePointsAnnotator, metadata_path
 
         calibration = calibrate_threshold(ExtremePointsAnnotator(model), tfds_dir,
                                           progress=False)
         sidecar = json.loads(metadata_path(model).read_text())
         sidecar["threshold"] = calibration["threshold"]
-        metadata_path(model).write_text(json.dumps(sidecar, indent=1) + "\n")
-        calibration_file.write_text(json.dumps(calibration, indent=1))
+        # Both or neither: a rerun calibrates again until the record exists.
+        with atomic_files([metadata_path(model), calibration_file]) as (meta_tmp, cal_tmp):
+            meta_tmp.write_text(json.dumps(sidecar, indent=1) + "\n")
+            cal_tmp.write_text(json.dumps(calibration, indent=1))
         print(f"threshold {calibration['threshold']} (synthetic val aIoU by threshold: "
               f"{calibration['aIoU']})", flush=True)
     calibration = json.loads(calibration_file.read_text())

@@ -406,8 +406,6 @@ def main(argv: list[str]) -> None:
     fmt = _FORMAT.value
     out_files = _output_files(requests, Path(_OUT.value).expanduser(), many, fmt)
     check_requests(requests, fmt)
-    if _THRESHOLD.value is not None and not 0.0 < _THRESHOLD.value < 1.0:
-        raise UserInputError(f"--threshold {_THRESHOLD.value} must be in (0, 1), e.g. 0.5")
     from dcme_keras.keras_annotator import inspect_model, open_annotator
     from dcme_keras.runtime import BUNDLED_ANNOTATOR
 
